@@ -1,0 +1,1 @@
+"""Command-line interface: a thin layer of Typer commands over the library API."""
