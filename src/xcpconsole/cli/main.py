@@ -42,7 +42,9 @@ _register_all()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except XcpConsoleError as exc:
         print(f"xcpconsole: error: {redact(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
