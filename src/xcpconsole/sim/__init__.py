@@ -1,0 +1,24 @@
+"""The simulated XenServer / XCP-ng host (``xcpconsole sim``).
+
+An HTTPS server answering XenAPI (XML-RPC and JSON-RPC) and ``/console``
+like a real host, with console backends (QEMU, the virtual terminal) on unix
+sockets.  A separate house: it imports only ``errors``, ``rfb`` and ``http1``
+from xcpconsole, so it can never pass its tests by sharing the client's bugs.
+"""
+
+from .backends import BackendError, ConsoleBackend
+from .http import HttpLimits
+from .model import SimModel
+from .server import SimConfig, SimHost, parse_listen, run, serve
+
+__all__ = [
+    "BackendError",
+    "ConsoleBackend",
+    "HttpLimits",
+    "SimConfig",
+    "SimHost",
+    "SimModel",
+    "parse_listen",
+    "run",
+    "serve",
+]

@@ -1,0 +1,214 @@
+"""The ``/console`` handler: authenticate, pick the console, answer, relay bytes.
+
+Order of checks as in xapi (``xapi_http.ml``, ``console.ml``): credentials
+first (``session_id`` from a cookie or the query, else HTTP Basic which makes
+a temporary session logged out afterwards) -> ``401`` with realm
+``connect_console``; then which console (``uuid=`` naming a VM or a console,
+else ``ref=`` naming a VM - its first ``rfb`` console - or a console) and
+whether its VM is running here -> ``500`` with xapi's HTML; then the
+backend's address -> ``404``; then ``limit_console_sessions`` -> ``503``.
+Success is ``HTTP/1.1 200 OK`` whatever the request's version, written
+before the backend is even connected (a failed connect just closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import XapiError
+from .http import (
+    HttpRequest,
+    error_html,
+    headers_only,
+    internal_error,
+    unauthorised,
+)
+from .model import RUNNING, Console, SimModel
+
+log = logging.getLogger(__name__)
+
+REALM = "connect_console"
+OK_REPLY = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nCache-Control: no-cache, no-store\r\n\r\n"
+RELAY_CHUNK = 256 * 1024
+HALF_CLOSE_GRACE = 30.0
+_FAILURE = "Console.Failure"
+
+#: Finds the unix socket serving ``protocol`` for a VM ref, or None if it has none.
+SocketLookup = Callable[[str, str], Path | None]
+
+
+class _Refused(Exception):
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+
+class ConsoleEndpoint:
+    """Serves ``CONNECT /console?...`` (and refuses ``GET`` WebSocket upgrades, see docs)."""
+
+    def __init__(self, model: SimModel, sockets: SocketLookup) -> None:
+        self.model = model
+        self.sockets = sockets
+        self.active: dict[str, list[str]] = {}  # VM ref -> users connected
+
+    async def __call__(
+        self, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        leftover: bytes,
+    ) -> None:
+        temp_session: str | None = None
+        try:
+            session, temp_session = self._authenticate(req)
+            console = self._console_of(req)
+            self._check_running_here(console, req)
+            path = self.sockets(console.vm, console.protocol)
+            if path is None:
+                raise _Refused(headers_only(404, "Not Found"))
+            if req.method == "GET":
+                # A real host hands WebSocket upgrades to its wsproxy; the sim has none.
+                raise _Refused(headers_only(501, "Method not implemented"))
+            user = self.model.sessions[session].user if session in self.model.sessions else ""
+            users = self.active.setdefault(console.vm, [])
+            if self.model.pool.limit_console_sessions and users:
+                raise _Refused(_limit_exceeded(users))
+            users.append(user)
+            try:
+                writer.write(OK_REPLY)
+                await writer.drain()
+                await _relay(reader, writer, path, leftover)
+            finally:
+                users.remove(user)
+                if not users:
+                    self.active.pop(console.vm, None)
+        except _Refused as refused:
+            writer.write(refused.reply)
+            await writer.drain()
+        finally:
+            if temp_session is not None:
+                self.model.logout(temp_session)
+
+    def _authenticate(self, req: HttpRequest) -> tuple[str, str | None]:
+        """The session to act as, and the temporary one to log out afterwards."""
+        deny = _Refused(unauthorised(REALM, version=req.reply_version))
+        session = req.cookies.get("session_id") or req.query_param("session_id")
+        if session is not None:
+            if session not in self.model.sessions:
+                raise deny
+            return session, None
+        auth = req.header("authorization")
+        if auth is None:
+            raise deny
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise _Refused(internal_error(
+                "Failure(&quot;Unknown authorization header&quot;)", version=req.reply_version
+            ))
+        try:
+            user, sep, password = base64.b64decode(token.strip(), validate=True).decode(
+                "utf-8"
+            ).partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise deny from None
+        if not sep:
+            raise deny
+        try:
+            temp = self.model.login(user, password, "xcpconsole-sim /console", temporary=True)
+        except XapiError:
+            raise deny from None
+        return temp, temp
+
+    def _console_of(self, req: HttpRequest) -> Console:
+        refuse = _Refused(internal_error(_FAILURE, version=req.reply_version))
+        uuid = req.query_param("uuid")
+        ref = req.query_param("ref")
+        if uuid is not None:
+            try:
+                ref = self.model.vm_by_uuid(uuid).ref
+            except XapiError:
+                try:
+                    ref = self.model.console_by_uuid(uuid).ref
+                except XapiError:
+                    raise _Refused(internal_error(
+                        f"UUID_INVALID: [ console; {_html(uuid)} ]", version=req.reply_version
+                    )) from None
+        if ref is None:
+            raise refuse
+        if ref in self.model.vms:
+            vm = self.model.vms[ref]
+            for cref in vm.consoles:
+                if self.model.consoles[cref].protocol == "rfb":
+                    return self.model.consoles[cref]
+            raise refuse
+        if ref in self.model.consoles:
+            return self.model.consoles[ref]
+        raise refuse
+
+    def _check_running_here(self, console: Console, req: HttpRequest) -> None:
+        vm = self.model.vms[console.vm]
+        if vm.power_state != RUNNING or vm.resident_on != self.model.host.ref:
+            raise _Refused(internal_error(_FAILURE, version=req.reply_version))
+
+
+def _html(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        .replace("'", "&apos;").replace('"', "&quot;")
+    )
+
+
+def _limit_exceeded(users: list[str]) -> bytes:
+    names = ", ".join(_html(u) for u in users)
+    who = f"User '{names}' is" if len(users) == 1 else f"Users '{names}' are"
+    body = (
+        f"<html><body><h1>Connection Limit Exceeded</h1><p>{who} currently connected to this "
+        "console. No new connections are allowed. Please check the limit_console_sessions "
+        "config and try again later.</p></body></html>"
+    )
+    return error_html(503, "Connection Limit Exceeded", body)
+
+
+async def _relay(
+    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, path: Path, leftover: bytes
+) -> None:
+    """Copy bytes both ways until either side closes (like xapi's ``Unixext.proxy``)."""
+    try:
+        backend_r, backend_w = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=RELAY_CHUNK), 10.0
+        )
+    except (OSError, TimeoutError) as exc:
+        log.info("console backend %s unreachable: %s", path.name, exc)
+        return
+    if leftover:
+        backend_w.write(leftover)
+
+    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(RELAY_CHUNK):
+                dst.write(data)
+                await dst.drain()
+            if dst.can_write_eof():
+                dst.write_eof()  # pass a half-close on, as xapi's proxy does
+        except (ConnectionError, OSError):
+            pass
+
+    up = asyncio.create_task(pump(client_r, backend_w))
+    down = asyncio.create_task(pump(backend_r, client_w))
+    try:
+        # A client half-close only ends "up": the backend may still have bytes to send,
+        # but a backend that ignores the EOF gets a bounded grace period, not forever.
+        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if down not in done:
+            await asyncio.wait({down}, timeout=HALF_CLOSE_GRACE)
+    finally:
+        for task in (up, down):
+            task.cancel()
+        for task in (up, down):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        backend_w.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(backend_w.wait_closed(), 2.0)

@@ -1,0 +1,79 @@
+"""The simulated host's TLS identity: a self-signed certificate, like a fresh XenServer's.
+
+A real host generates a self-signed RSA certificate at install time and keeps
+it; clients pin it by fingerprint.  The simulator does the same in its state
+directory so the fingerprint survives restarts (and tests can check pinning).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+CERT_NAME = "sim-cert.pem"
+KEY_NAME = "sim-key.pem"
+
+
+def fingerprint_of_der(der: bytes) -> str:
+    """SHA-256 of a DER certificate as upper-case colon-separated hex (``AB:CD:...``)."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def ensure_certificate(state_dir: Path, hostname: str) -> tuple[Path, Path]:
+    """Create ``sim-cert.pem``/``sim-key.pem`` in ``state_dir`` unless they exist."""
+    cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([
+        x509.DNSName(hostname),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def certificate_fingerprint(cert_path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return fingerprint_of_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A TLS server context (TLS 1.2+) serving the host certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx
