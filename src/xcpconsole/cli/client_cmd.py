@@ -1,0 +1,177 @@
+"""Client commands: ``vms``, ``consoles``, ``proxy`` and ``attach``.
+
+Thin Typer wrappers over :mod:`xcpconsole.xapi` and :mod:`xcpconsole.net`;
+heavy imports happen inside the commands so ``xcpconsole --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import (
+    FingerprintOpt,
+    HostOpt,
+    HostOptions,
+    InsecureOpt,
+    ProfileOpt,
+    TimeoutOpt,
+    UserOpt,
+    install_stop_signals,
+    remove_stop_signals,
+    run,
+    xapi_session,
+)
+
+VmArg = Annotated[str, typer.Argument(help="VM name-label or uuid", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` / ``PORT`` / ``[v6]:PORT`` -> (host, port)."""
+    from ..errors import ConfigError
+
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen wants HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _xe_records(rows: list[dict[str, str]]) -> str:
+    """Text like ``xe console-list``: one ``key ( RO): value`` block per record."""
+    out: list[str] = []
+    for row in rows:
+        width = max(len(k) for k in row) + 6
+        out.extend(f"{(k + ' ( RO)'):<{width}}: {v}" for k, v in row.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vms``, ``consoles``, ``proxy`` and ``attach`` to the ``xcpconsole`` app."""
+
+    @app.command("vms")
+    def vms_cmd(as_json: JsonOpt = False,
+                all_vms: Annotated[bool, typer.Option(
+                    "--all", help="include control domains")] = False,
+                host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
+                fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False) -> None:
+        """List VMs: name, uuid, power state, console protocols."""
+        opts = HostOptions(host, user, profile, fingerprint, insecure)
+
+        async def go() -> list[object]:
+            async with xapi_session(opts) as xapi:
+                return list(await xapi.vms(include_control_domain=all_vms))
+
+        vms = run(go())
+        if as_json:
+            typer.echo(json.dumps([vm.to_json() for vm in vms], indent=2))  # type: ignore[attr-defined]
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for column in ("NAME", "UUID", "POWER STATE", "CONSOLES"):
+            table.add_column(column, no_wrap=True)
+        for vm in vms:
+            table.add_row(vm.name_label, vm.uuid, vm.power_state,  # type: ignore[attr-defined]
+                          ",".join(vm.console_protocols) or "-")  # type: ignore[attr-defined]
+        Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+
+    @app.command("consoles")
+    def consoles_cmd(vm: Annotated[str | None, typer.Argument(
+                         help="only this VM (name-label or uuid)", show_default=False)] = None,
+                     as_json: JsonOpt = False, host: HostOpt = None, user: UserOpt = None,
+                     profile: ProfileOpt = None, fingerprint: FingerprintOpt = None,
+                     insecure: InsecureOpt = False) -> None:
+        """List console records like ``xe console-list`` (uuid, VM, protocol, location)."""
+        opts = HostOptions(host, user, profile, fingerprint, insecure)
+
+        async def go() -> list[dict[str, str]]:
+            async with xapi_session(opts) as xapi:
+                info = await xapi.find_vm(vm) if vm else None
+                return [c.to_json() for c in await xapi.consoles(info)]
+
+        rows = run(go())
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        typer.echo(_xe_records([
+            {"uuid": r["uuid"], "vm-uuid": r["vm_uuid"], "vm-name-label": r["vm_name_label"],
+             "protocol": r["protocol"].upper(), "location": r["location"]} for r in rows]))
+
+    @app.command("proxy")
+    def proxy_cmd(vm: VmArg,
+                  listen: Annotated[str, typer.Option(
+                      "--listen", help="local HOST:PORT (port 0 picks a free one)")
+                  ] = "127.0.0.1:5900",
+                  once: Annotated[bool, typer.Option(
+                      "--once", help="serve one connection, then exit")] = False,
+                  protocol: Annotated[str, typer.Option(
+                      "--protocol", help="console protocol: rfb or vt100")] = "rfb",
+                  host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
+                  fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
+                  timeout: TimeoutOpt = 10.0) -> None:
+        """Serve VM's console on a local port; each connection gets its own tunnel."""
+        import asyncio
+
+        from ..net.proxy import serve_proxy
+
+        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        address = parse_listen(listen)
+
+        def ready(bound_host: str, port: int) -> None:
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            print(f"xcpconsole: {vm} ({protocol}) on {shown}:{port}; Ctrl-C stops",
+                  file=sys.stderr)
+            if protocol == "rfb":
+                typer.echo(f"vncviewer {shown}::{port}")
+            else:
+                typer.echo(f"socat -,raw,echo=0 TCP:{shown}:{port}")
+            sys.stdout.flush()
+
+        def report(text: str) -> None:
+            print(f"xcpconsole: {text}", file=sys.stderr, flush=True)
+
+        async def go() -> int:
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            try:
+                async with xapi_session(opts) as xapi:
+                    console = await xapi.find_console(vm, protocol)
+                    return await serve_proxy(xapi, console, address, once, stop=stop,
+                                             on_ready=ready, timeout=timeout, report=report)
+            finally:
+                remove_stop_signals()
+
+        count = run(go())
+        print(f"xcpconsole: proxy stopped after {count} connection(s)", file=sys.stderr)
+
+    @app.command("attach")
+    def attach_cmd(vm: VmArg,
+                   protocol: Annotated[str, typer.Option(
+                       "--protocol", help="text console protocol")] = "vt100",
+                   host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
+                   fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
+                   timeout: TimeoutOpt = 10.0) -> None:
+        """Attach this terminal to VM's text console; Ctrl-] detaches."""
+        from ..net.attach import ESCAPE_NAME, attach
+
+        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        if sys.stdin.isatty():
+            print(f"xcpconsole: attached to {vm}; {ESCAPE_NAME} detaches", file=sys.stderr)
+
+        async def go() -> str:
+            async with xapi_session(opts) as xapi:
+                console = await xapi.find_console(vm, protocol)
+                return await attach(xapi, console, timeout=timeout)
+
+        reason = run(go())
+        message = {"detached": "detached", "closed": "the host closed the console",
+                   "eof": "input ended"}.get(reason, reason)
+        print(f"\r\nxcpconsole: {message}", file=sys.stderr)

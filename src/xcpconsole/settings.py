@@ -1,0 +1,174 @@
+"""Where a XenServer host is and how to talk to it: one :class:`HostSettings` per command.
+
+Every command reads the same settings the same way, so scripts and people get
+the same behaviour: flags beat the environment (``XCP_HOST``, ``XCP_USER``,
+``XCP_PASSWORD``, ``XCP_FINGERPRINT``), which beats a profile of
+``~/.config/xcpconsole/config.toml``.  A password never comes from argv (every
+user of the machine can read it there): it comes from ``XCP_PASSWORD``, a
+profile file only its owner can read, or a prompt.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+CONFIG_ENV = "XCPCONSOLE_CONFIG"
+KNOWN_HOSTS_ENV = "XCPCONSOLE_KNOWN_HOSTS"
+CONFIG_DIR = Path("~/.config/xcpconsole")
+_PROFILE_KEYS = frozenset({"host", "user", "password", "fingerprint", "insecure"})
+
+
+def default_known_hosts() -> Path:
+    """The known-hosts file (``XCPCONSOLE_KNOWN_HOSTS`` overrides), like OpenSSH's."""
+    env = os.environ.get(KNOWN_HOSTS_ENV)
+    return Path(env).expanduser() if env else (CONFIG_DIR / "known_hosts").expanduser()
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env).expanduser() if env else (CONFIG_DIR / "config.toml").expanduser()
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """How to reach and trust one host; the password never shows in ``repr``."""
+
+    url: str
+    user: str
+    password: str = field(default="", repr=False)
+    fingerprint: str | None = None
+    insecure: bool = False
+    known_hosts: Path = field(default_factory=default_known_hosts)
+    interactive: bool = False
+    #: asks the user whether to trust an unknown certificate (TOFU); None: stdin/stderr prompt
+    confirm: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def host(self) -> str:
+        return split_url(self.url)[0]
+
+    @property
+    def port(self) -> int:
+        return split_url(self.url)[1]
+
+
+def normalise_fingerprint(text: str) -> str:
+    """SHA-256 in any usual spelling -> ``AB:CD:...`` (upper-case colon hex).
+
+    Accepts colons or not, spaces, any case and an optional ``SHA256:`` prefix,
+    so a fingerprint copied from ``openssl x509 -fingerprint`` or the sim works.
+    """
+    t = text.strip()
+    if t[:7].upper() == "SHA256:":
+        t = t[7:]
+    elif t[:8].upper() == "SHA-256:":
+        t = t[8:]
+    hexdigits = t.replace(":", "").replace(" ", "").upper()
+    if len(hexdigits) != 64 or any(c not in "0123456789ABCDEF" for c in hexdigits):
+        raise ConfigError(
+            f"fingerprint must be a SHA-256 in hex (64 digits, colons allowed), got {text!r}")
+    return ":".join(hexdigits[i:i + 2] for i in range(0, 64, 2))
+
+
+def split_url(url: str) -> tuple[str, int]:
+    """``https://HOST[:PORT]`` -> (host, port); ConfigError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"host must look like https://HOST[:PORT], got {url!r}")
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise ConfigError(f"bad port in {url!r}") from exc
+    return parts.hostname, port
+
+
+def normalise_url(text: str) -> str:
+    """Accept ``HOST``, ``HOST:PORT`` or ``https://HOST[:PORT][/]``; return ``https://HOST[:PORT]``."""
+    text = text.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme != "https":
+        raise ConfigError(f"only https:// hosts are supported, got {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ConfigError(f"host must look like https://HOST[:PORT], got {text!r}")
+    host, port = split_url(text)
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}" + (f":{port}" if port != 443 else "")
+
+
+def _load_profile(name: str, path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"profile {name!r} asked for but {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    profiles = data.get("profiles", data.get("profile", {}))
+    profile = profiles.get(name) if isinstance(profiles, dict) else None
+    if not isinstance(profile, dict):
+        known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) else ""
+        raise ConfigError(f"no profile {name!r} in {path}" + (f" (have: {known})" if known else ""))
+    unknown = set(profile) - _PROFILE_KEYS
+    if unknown:
+        raise ConfigError(f"profile {name!r} in {path}: unknown keys {sorted(unknown)}")
+    if "password" in profile and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{path} holds a password but other users can read it: chmod 600 {path}")
+    for key, value in profile.items():
+        want = bool if key == "insecure" else str
+        if not isinstance(value, want):
+            raise ConfigError(f"profile {name!r} in {path}: {key} must be a {want.__name__}")
+    return profile
+
+
+def load_settings(*, host: str | None = None, user: str | None = None,
+                  profile: str | None = None, fingerprint: str | None = None,
+                  insecure: bool = False,
+                  password_prompt: Callable[[], str] | None = None,
+                  interactive: bool | None = None,
+                  known_hosts: Path | None = None) -> HostSettings:
+    """Combine flags, environment and profile (in that order of precedence).
+
+    ``password_prompt`` is called only when no password was found; without it a
+    missing password is a :class:`ConfigError`.  ``interactive`` defaults to
+    "stdin is a terminal" and decides whether an unknown certificate may be
+    offered for trust.
+    """
+    env = os.environ
+    prof: dict[str, Any] = {}
+    if profile:
+        prof = _load_profile(profile, default_config_path())
+    url = host or env.get("XCP_HOST") or prof.get("host")
+    if not url:
+        raise ConfigError("no host given: use --host https://HOST, XCP_HOST or --profile")
+    name = user if user is not None else (env.get("XCP_USER") or prof.get("user") or "root")
+    fp = fingerprint or env.get("XCP_FINGERPRINT") or prof.get("fingerprint")
+    password = env.get("XCP_PASSWORD") or prof.get("password")
+    if password is None:
+        if password_prompt is None:
+            raise ConfigError("no password: set XCP_PASSWORD (it is never taken from argv)")
+        password = password_prompt()
+    if interactive is None:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    return HostSettings(
+        url=normalise_url(url), user=name, password=password,
+        fingerprint=normalise_fingerprint(fp) if fp else None,
+        insecure=bool(insecure or prof.get("insecure", False)),
+        known_hosts=known_hosts or default_known_hosts(), interactive=interactive,
+    )

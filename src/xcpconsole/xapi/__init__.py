@@ -1,0 +1,6 @@
+"""XenAPI access through the official SDK: sessions, lookups and plain records."""
+
+from .models import ConsoleInfo, VmInfo
+from .session import XapiSession
+
+__all__ = ["ConsoleInfo", "VmInfo", "XapiSession"]

@@ -1,0 +1,290 @@
+"""An asyncio-friendly XenAPI session over the official (synchronous) SDK.
+
+Why the SDK and not our own XML-RPC: it is what the host's vendors test
+against, and it already re-logs in and retries when the host says
+``SESSION_INVALID`` (up to three times, with the remembered credentials).
+We add: our TLS trust (:class:`~xcpconsole.net.trust.TrustedTransport`, so
+the password leaves only after the certificate passed), calls in a worker
+thread (``asyncio.to_thread``; one at a time, the SDK shares one HTTP
+connection), ``HOST_IS_SLAVE`` -> retry on the pool master, failures mapped to
+:mod:`xcpconsole.errors`, and lookups by name or uuid.  The session id is
+only ever sent to the host: not in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import http.client
+import logging
+import socket
+import ssl
+import threading
+import xmlrpc.client
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+from xml.parsers.expat import ExpatError
+
+from ..errors import (
+    AmbiguousError,
+    AuthError,
+    NetworkError,
+    NotFoundError,
+    ProtocolError,
+    TunnelError,
+    XapiError,
+    XcpConsoleError,
+    redact,
+)
+from ..settings import HostSettings, normalise_url, split_url
+from .models import ConsoleInfo, VmInfo
+
+log = logging.getLogger("xcpconsole.xapi")
+
+ORIGINATOR = "xcpconsole"
+API_VERSION = "1.0"
+MAX_MASTER_HOPS = 3
+
+
+def _sdk() -> Any:
+    import XenAPI
+
+    return XenAPI
+
+
+def _map_error(exc: BaseException, what: str) -> XcpConsoleError:
+    """Turn what the SDK / xmlrpc.client / sockets raise into one of our errors."""
+    if isinstance(exc, XcpConsoleError):
+        return exc
+    if isinstance(exc, _sdk().Failure):
+        details = [str(d) for d in (exc.details or ["UNKNOWN"])]
+        code, params = details[0], details[1:]
+        if code == "SESSION_AUTHENTICATION_FAILED":
+            return AuthError("the host refused the user name or password "
+                             f"({redact(params[-1]) if params else 'authentication failed'})")
+        if code in ("RBAC_PERMISSION_DENIED", "PERMISSION_DENIED"):
+            return AuthError(f"permission denied for {what}: {redact(' '.join(params))}")
+        return XapiError(code, params)
+    if isinstance(exc, xmlrpc.client.Fault):
+        text = redact(str(exc.faultString))
+        if "valid session" in text or exc.faultCode == 401:
+            return AuthError(f"the host kept refusing the session for {what} ({text})")
+        return XapiError("XMLRPC_FAULT", [str(exc.faultCode), text])
+    if isinstance(exc, xmlrpc.client.ProtocolError):
+        return ProtocolError(f"HTTP {exc.errcode} {exc.errmsg} from the XenAPI endpoint")
+    if isinstance(exc, ExpatError | http.client.HTTPException | ValueError):
+        return ProtocolError(f"malformed XenAPI reply to {what}: {type(exc).__name__}")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return NetworkError(f"timed out waiting for the host ({what})")
+    if isinstance(exc, ssl.SSLError | OSError):
+        return NetworkError(f"connection to the host failed ({what}): {exc}")
+    return XcpConsoleError(f"{what} failed: {type(exc).__name__}")
+
+
+def _master_url(current: str, master: str) -> str:
+    """URL of the pool master named by HOST_IS_SLAVE (an address, maybe with a port).
+
+    Without a port the master is assumed on the same port as the member we
+    reached (443 on real pools; tests and port forwards use others).
+    """
+    _, port = split_url(current)
+    address = master.strip()
+    if address.count(":") > 1 and not address.startswith("["):
+        address = f"[{address}]"
+    try:
+        has_port = urlsplit("//" + address).port is not None
+    except ValueError as exc:
+        raise ProtocolError(f"HOST_IS_SLAVE names a bad master address {master!r}") from exc
+    return normalise_url(address if has_port else f"{address}:{port}")
+
+
+class XapiSession:
+    """A logged-in XenAPI session; create with ``await XapiSession.login(settings)``."""
+
+    def __init__(self, sdk_session: Any, settings: HostSettings) -> None:
+        self._sdk = sdk_session
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<XapiSession {self.settings.user}@{self.settings.url}>"
+
+    @property
+    def session_id(self) -> str:
+        """The current session ref (changes when the SDK re-logs in). Never print it."""
+        sid = self._sdk._session
+        if not sid:
+            raise AuthError("not logged in")
+        return str(sid)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    async def login(cls, settings: HostSettings, *, timeout: float = 60.0) -> XapiSession:
+        """Log in (following HOST_IS_SLAVE to the master); AuthError on bad credentials."""
+        return await asyncio.to_thread(cls._login_sync, settings, timeout)
+
+    @classmethod
+    def _login_sync(cls, settings: HostSettings, timeout: float) -> XapiSession:
+        from ..net.trust import TrustedTransport
+
+        seen: list[str] = []
+        while True:
+            seen.append(settings.url)
+            sdk = _sdk().Session(settings.url, transport=TrustedTransport(settings, timeout))
+            try:
+                sdk.xenapi.login_with_password(settings.user, settings.password, API_VERSION,
+                                               ORIGINATOR)
+            except _sdk().Failure as exc:
+                details = [str(d) for d in (exc.details or [""])]
+                if details[0] == "HOST_IS_SLAVE" and len(details) > 1:
+                    url = _master_url(settings.url, details[1])
+                    if url in seen or len(seen) > MAX_MASTER_HOPS:
+                        raise XapiError("HOST_IS_SLAVE", details[1:],
+                                        f"pool member redirect loop: {' -> '.join(seen)}"
+                                        ) from None
+                    log.info("%s is a pool member; logging in on the master %s",
+                             settings.url, url)
+                    settings = dataclasses.replace(settings, url=url)
+                    continue
+                raise _map_error(exc, "login") from None
+            except BaseException as exc:
+                raise _map_error(exc, "login") from None
+            log.info("logged in to %s as %s", settings.url, settings.user)
+            return cls(sdk, settings)
+
+    async def relogin(self) -> None:
+        """Log in again with the same credentials (after the host dropped the session)."""
+        def run() -> None:
+            with self._lock:
+                try:
+                    self._sdk.xenapi.login_with_password(
+                        self.settings.user, self.settings.password, API_VERSION, ORIGINATOR)
+                except BaseException as exc:
+                    raise _map_error(exc, "login") from None
+
+        await asyncio.to_thread(run)
+
+    async def logout(self) -> None:
+        """Log out (errors ignored: the session may already be gone); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def run() -> None:
+            with self._lock:
+                try:
+                    self._sdk.xenapi.session.logout()
+                except Exception as exc:  # best effort: the session may be gone already
+                    log.debug("logout failed: %s", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    self._sdk.transport.close()
+
+        await asyncio.to_thread(run)
+
+    async def __aenter__(self) -> XapiSession:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.logout()
+
+    # -- calls -----------------------------------------------------------------------------
+    async def call(self, method: str, *args: Any) -> Any:
+        """``await s.call("VM.get_all_records")``: the session is added by the SDK."""
+        if self._closed:
+            raise AuthError("the XenAPI session is logged out")
+
+        def run() -> Any:
+            with self._lock:
+                try:
+                    return self._sdk.xenapi_request(method, tuple(args))
+                except BaseException as exc:
+                    raise _map_error(exc, method) from None
+
+        log.debug("call %s", method)
+        return await asyncio.to_thread(run)
+
+    # -- lookups ---------------------------------------------------------------------------
+    async def _records(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        vms, consoles = await asyncio.gather(self.call("VM.get_all_records"),
+                                             self.call("console.get_all_records"))
+        if not isinstance(vms, dict) or not isinstance(consoles, dict):
+            raise ProtocolError("get_all_records did not return a map")
+        return vms, consoles
+
+    @staticmethod
+    def _protocols(vm_ref: str, consoles: dict[str, Any]) -> tuple[str, ...]:
+        found = {str(c.get("protocol", "")) for c in consoles.values()
+                 if isinstance(c, dict) and c.get("VM") == vm_ref}
+        return tuple(sorted(p for p in found if p))
+
+    async def all_vms(self) -> list[VmInfo]:
+        """Every VM that is not a template or snapshot, control domains included."""
+        vms, consoles = await self._records()
+        out = []
+        for ref, rec in vms.items():
+            if not isinstance(rec, dict) or rec.get("is_a_template") or rec.get("is_a_snapshot"):
+                continue
+            out.append(VmInfo.from_record(str(ref), rec, self._protocols(ref, consoles)))
+        out.sort(key=lambda v: (v.is_control_domain, v.name_label.lower(), v.uuid))
+        return out
+
+    async def vms(self, include_control_domain: bool = False) -> list[VmInfo]:
+        """User VMs (no templates, snapshots or, unless asked, control domains)."""
+        return [vm for vm in await self.all_vms()
+                if include_control_domain or not vm.is_control_domain]
+
+    async def find_vm(self, name_or_uuid: str) -> VmInfo:
+        """The VM with that uuid or name-label; NotFoundError / AmbiguousError otherwise."""
+        vms = await self.all_vms()
+        key = name_or_uuid.strip()
+        by_uuid = [vm for vm in vms if vm.uuid.lower() == key.lower()]
+        if by_uuid:
+            return by_uuid[0]
+        named = [vm for vm in vms if vm.name_label == key]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            lines = "\n".join(f"  {vm.uuid}  {vm.name_label}  ({vm.power_state})"
+                              for vm in named)
+            raise AmbiguousError(f"{len(named)} VMs are named {key!r}; use a uuid:\n{lines}")
+        names = ", ".join(repr(vm.name_label) for vm in vms[:12])
+        raise NotFoundError(f"no VM named {key!r} or with that uuid"
+                            + (f" (VMs: {names}{', ...' if len(vms) > 12 else ''})"
+                               if vms else ""))
+
+    async def consoles(self, vm: VmInfo | None = None) -> list[ConsoleInfo]:
+        """Console records (all, or ``vm``'s), like ``xe console-list``."""
+        vms, consoles = await self._records()
+        out = []
+        for ref, rec in consoles.items():
+            if not isinstance(rec, dict):
+                continue
+            vm_ref = str(rec.get("VM", ""))
+            if vm is not None and vm_ref != vm.ref:
+                continue
+            found = vms.get(vm_ref)
+            vrec: dict[str, Any] = found if isinstance(found, dict) else {}
+            out.append(ConsoleInfo(
+                ref=str(ref), uuid=str(rec.get("uuid", "")), vm_ref=vm_ref,
+                vm_uuid=str(vrec.get("uuid", "")), vm_name_label=str(vrec.get("name_label", "")),
+                protocol=str(rec.get("protocol", "")), location=str(rec.get("location", ""))))
+        out.sort(key=lambda c: (c.vm_name_label.lower(), c.vm_uuid, c.protocol))
+        return out
+
+    async def find_console(self, vm: str, protocol: str = "rfb") -> ConsoleInfo:
+        """The ``protocol`` console of VM ``vm`` (name or uuid); it must be running."""
+        info = await self.find_vm(vm)
+        if info.power_state != "Running":
+            raise TunnelError(
+                f"VM {info.name_label!r} is {info.power_state.lower()}: its console exists only "
+                "while it runs (start it first, e.g. xe vm-start uuid=" + info.uuid + ")")
+        found = [c for c in await self.consoles(info) if c.protocol == protocol]
+        if not found:
+            have = ", ".join(info.console_protocols) or "none"
+            raise NotFoundError(f"VM {info.name_label!r} has no {protocol} console "
+                                f"(it has: {have})")
+        return found[0]

@@ -1,0 +1,168 @@
+"""TLS trust: pins, known hosts (TOFU), changed certificates, system CAs, --insecure.
+
+Real TLS servers with certificates made by ``cryptography``; the official
+XenAPI SDK over our transport.  The key property: with an untrusted
+certificate the server receives *zero* bytes (no password, no session id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import XenAPI
+from tlspeer import CertFiles, TlsPeer, make_cert
+
+from xcpconsole.errors import TrustError
+from xcpconsole.net.trust import (
+    KnownHosts,
+    TrustedTransport,
+    check_certificate,
+    connect_tls_sync,
+    create_tls_connection,
+    hostport,
+)
+from xcpconsole.settings import HostSettings
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> tuple[CertFiles, CertFiles]:
+    return make_cert(tmp_path, "host-a")[0], make_cert(tmp_path, "host-b")[0]
+
+
+@pytest.fixture
+def peer(certs: tuple[CertFiles, CertFiles]) -> Iterator[TlsPeer]:
+    p = TlsPeer(certs[0], reply=b"HTTP/1.1 200 OK\r\n\r\n")
+    yield p
+    p.close()
+
+
+def settings_for(port: int, tmp_path: Path, **kw: object) -> HostSettings:
+    return HostSettings(url=f"https://127.0.0.1:{port}", user="root", password="s3cret-pw",
+                        known_hosts=tmp_path / "kh" / "known_hosts", **kw)  # type: ignore[arg-type]
+
+
+def test_pin_match_and_mismatch(certs: tuple[CertFiles, CertFiles], tmp_path: Path) -> None:
+    a, b = certs
+    der_a = Path(a.cert).read_bytes()
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(der_a).public_bytes(serialization.Encoding.DER)
+    check_certificate(der, settings_for(1, tmp_path, fingerprint=a.fingerprint), "h:1")
+    with pytest.raises(TrustError) as info:
+        check_certificate(der, settings_for(1, tmp_path, fingerprint=b.fingerprint), "h:1")
+    assert a.fingerprint in str(info.value) and b.fingerprint in str(info.value)
+
+
+def test_wrong_pin_sends_nothing_sync(peer: TlsPeer, certs: tuple[CertFiles, CertFiles],
+                                      tmp_path: Path) -> None:
+    s = settings_for(peer.port, tmp_path, fingerprint=certs[1].fingerprint)
+    with pytest.raises(TrustError, match="does not match the pinned"):
+        connect_tls_sync("127.0.0.1", peer.port, s, timeout=5)
+    sdk = XenAPI.Session(s.url, transport=TrustedTransport(s, 5))
+    with pytest.raises(TrustError):
+        sdk.xenapi.login_with_password("root", "s3cret-pw", "1.0", "test")
+    peer.close()
+    assert peer.received and all(r == b"" for r in peer.received)
+
+
+async def test_wrong_pin_sends_nothing_async(peer: TlsPeer, certs: tuple[CertFiles, CertFiles],
+                                             tmp_path: Path) -> None:
+    s = settings_for(peer.port, tmp_path, fingerprint=certs[1].fingerprint)
+    with pytest.raises(TrustError):
+        await create_tls_connection(asyncio.Protocol, "127.0.0.1", peer.port, s, timeout=5)
+    ok = settings_for(peer.port, tmp_path, fingerprint=certs[0].fingerprint.lower())
+    transport, _ = await create_tls_connection(asyncio.Protocol, "127.0.0.1", peer.port, ok,
+                                               timeout=5)
+    transport.write(b"PING\r\n\r\n")
+    await asyncio.sleep(0.2)
+    transport.close()
+    await asyncio.to_thread(peer.close)
+    assert b"PING\r\n\r\n" in peer.received and peer.received.count(b"") >= 1
+
+
+def test_unknown_host_refused_when_not_interactive(
+        peer: TlsPeer, certs: tuple[CertFiles, CertFiles], tmp_path: Path) -> None:
+    s = settings_for(peer.port, tmp_path)
+    with pytest.raises(TrustError) as info:
+        connect_tls_sync("127.0.0.1", peer.port, s, timeout=5)
+    text = str(info.value)
+    assert f"--fingerprint {certs[0].fingerprint}" in text
+    assert f"XCP_FINGERPRINT={certs[0].fingerprint}" in text
+    assert not s.known_hosts.exists()
+    peer.close()
+    assert all(r == b"" for r in peer.received)
+
+
+def test_tofu_remembers_then_changed_certificate_is_refused(
+        certs: tuple[CertFiles, CertFiles], tmp_path: Path) -> None:
+    a, b = certs
+    first = TlsPeer(a)
+    questions: list[str] = []
+    try:
+        s = settings_for(first.port, tmp_path, interactive=True,
+                         confirm=lambda q: questions.append(q) or True)
+        connect_tls_sync("127.0.0.1", first.port, s, timeout=5).close()
+        assert len(questions) == 1 and a.fingerprint in questions[0]
+        key = hostport("127.0.0.1", first.port)
+        assert KnownHosts(s.known_hosts).lookup(key) == (a.fingerprint, 1)
+        assert stat.S_IMODE(os.stat(s.known_hosts).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(s.known_hosts.parent).st_mode) == 0o700
+        # known now: no question, even non-interactive
+        quiet = settings_for(first.port, tmp_path)
+        connect_tls_sync("127.0.0.1", first.port, quiet, timeout=5).close()
+        assert len(questions) == 1
+    finally:
+        first.close()
+    # same host:port, other certificate
+    changed = settings_for(first.port, tmp_path, interactive=True, confirm=lambda q: True)
+    with pytest.raises(TrustError) as info:
+        der = _der(b.cert)
+        check_certificate(der, changed, hostport("127.0.0.1", first.port))
+    text = str(info.value)
+    assert "CHANGED" in text and a.fingerprint in text and b.fingerprint in text
+
+
+def test_tofu_declined(peer: TlsPeer, tmp_path: Path) -> None:
+    s = settings_for(peer.port, tmp_path, interactive=True, confirm=lambda q: False)
+    with pytest.raises(TrustError, match="not accepted"):
+        connect_tls_sync("127.0.0.1", peer.port, s, timeout=5)
+    assert not s.known_hosts.exists()
+
+
+def test_insecure_warns_every_time(peer: TlsPeer, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import xcpconsole.net.trust as trust
+
+    trust._warned_insecure.clear()
+    s = settings_for(peer.port, tmp_path, insecure=True)
+    connect_tls_sync("127.0.0.1", peer.port, s, timeout=5).close()
+    err = capsys.readouterr().err
+    assert "WARNING: --insecure" in err and "NOT checked" in err
+
+
+def test_system_ca_verified_host_needs_no_pin(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ca_files, ca_cert, ca_key = make_cert(tmp_path, "test-ca", is_ca=True)
+    leaf, _, _ = make_cert(tmp_path, "leaf", ca=(ca_cert, ca_key))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_files.cert))
+    p = TlsPeer(leaf)
+    try:
+        s = settings_for(p.port, tmp_path)  # not interactive, no pin
+        connect_tls_sync("127.0.0.1", p.port, s, timeout=5).close()
+        assert not s.known_hosts.exists()
+    finally:
+        p.close()
+
+
+def _der(pem_path: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return x509.load_pem_x509_certificate(pem_path.read_bytes()).public_bytes(
+        serialization.Encoding.DER)
