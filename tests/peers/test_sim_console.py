@@ -58,9 +58,21 @@ async def _wait_change(vnc: Any, before: np.ndarray, tries: int = 50) -> np.ndar
     return after
 
 
+async def _settled(vnc: Any, tries: int = 100) -> np.ndarray:
+    """A screenshot once the screen stopped changing (the scripted boot may still be printing)."""
+    shot = await vnc.screenshot()
+    for _ in range(tries):
+        await asyncio.sleep(0.3)
+        again = await vnc.screenshot()
+        if (again == shot).all():
+            return again
+        shot = again
+    raise AssertionError("the console never settled")
+
+
 async def test_type_shows_on_the_prompt_row(host_env: dict[str, str]) -> None:
     async with connect(VT_VM, encodings=None, host=HostOptions()) as vnc:
-        before = await vnc.screenshot()
+        before = await _settled(vnc)
         await vnc.type_text("echo xcpconsole-typed")
         after = await _wait_change(vnc, before)
         rows = _changed_rows(before, after)
