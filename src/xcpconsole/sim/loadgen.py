@@ -53,16 +53,27 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 class _EchoProtocol(asyncio.Protocol):
+    """Write back what arrives; stop reading while the peer is not taking the echo."""
+
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        transport.set_write_buffer_limits(high=1 << 20, low=256 << 10)
 
     def data_received(self, data: bytes) -> None:
         if self._transport is not None:
             self._transport.write(data)
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -1,0 +1,233 @@
+"""Who may use the gateway: web sessions, signed cookies, CSRF, login throttling, WS tokens.
+
+The gateway keeps no user database.  A successful XenAPI ``login_with_password`` against
+the configured host is the proof of identity, and the resulting XAPI session is kept
+(one per sign-in) so every action runs with that user's own rights (RBAC stays on the
+host).  Everything here is in memory, keyed by random identifiers, signed with a key
+that lives only as long as the process: restarting the gateway signs everybody out,
+which is the safe default for a console gateway.
+
+Nothing in this module does network I/O; time is passed in (``now``) so tests can move
+it without sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+COOKIE_NAME = "xcpconsole_session"
+TOKEN_BYTES = 32
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Signer:
+    """HMAC-SHA256 over short strings with a random per-process key."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def sign(self, value: str) -> str:
+        mac = hmac.new(self._key, value.encode(), hashlib.sha256).digest()
+        return f"{value}.{_b64(mac)}"
+
+    def unsign(self, signed: str) -> str | None:
+        value, sep, _mac = signed.rpartition(".")
+        if not sep or not value:
+            return None
+        return value if hmac.compare_digest(self.sign(value), signed) else None
+
+    def login_form_token(self, now: float) -> str:
+        """CSRF token for the login form (no session exists yet): a signed timestamp."""
+        return self.sign(f"login-{int(now)}")
+
+    def check_login_form_token(self, token: str, now: float, max_age: float = 3600) -> bool:
+        value = self.unsign(token)
+        if value is None or not value.startswith("login-"):
+            return False
+        try:
+            issued = int(value[6:])
+        except ValueError:
+            return False
+        return 0 <= now - issued <= max_age
+
+
+@dataclass(eq=False)
+class WebSession:
+    """One sign-in: the user's own XAPI session plus what the pages need."""
+
+    sid: str
+    user: str
+    xapi: Any = field(repr=False)
+    csrf: str = field(repr=False)
+    created: float
+    last_seen: float
+    consoles: int = 0  # open console WebSockets
+    visible_vms: set[str] = field(default_factory=set)  # VM uuids this user has listed
+
+    def check_csrf(self, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf, token or "")
+
+
+class SessionStore:
+    """Web sessions with idle and absolute expiry and a per-user cap (oldest evicted)."""
+
+    def __init__(self, *, idle: float = 1800, lifetime: float = 12 * 3600,
+                 max_per_user: int = 5) -> None:
+        self.idle = idle
+        self.lifetime = lifetime
+        self.max_per_user = max_per_user
+        self._sessions: dict[str, WebSession] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[WebSession]:
+        return iter(list(self._sessions.values()))
+
+    def create(self, user: str, xapi: Any, now: float) -> tuple[WebSession, list[WebSession]]:
+        """New session; returns it and the sessions evicted to respect ``max_per_user``."""
+        mine = sorted((s for s in self._sessions.values() if s.user == user),
+                      key=lambda s: s.last_seen)
+        evicted = mine[: max(0, len(mine) - self.max_per_user + 1)]
+        for old in evicted:
+            del self._sessions[old.sid]
+        sess = WebSession(secrets.token_urlsafe(TOKEN_BYTES), user, xapi,
+                          secrets.token_urlsafe(TOKEN_BYTES), now, now)
+        self._sessions[sess.sid] = sess
+        return sess, evicted
+
+    def get(self, sid: str, now: float) -> WebSession | None:
+        sess = self._sessions.get(sid)
+        if sess is None or self._expired(sess, now):
+            return None
+        sess.last_seen = now
+        return sess
+
+    def remove(self, sid: str) -> WebSession | None:
+        return self._sessions.pop(sid, None)
+
+    def expire(self, now: float) -> list[WebSession]:
+        """Remove and return expired sessions (the caller logs their XAPI sessions out)."""
+        gone = [s for s in self._sessions.values() if self._expired(s, now) and s.consoles == 0]
+        for s in gone:
+            del self._sessions[s.sid]
+        return gone
+
+    def _expired(self, sess: WebSession, now: float) -> bool:
+        if now - sess.created > self.lifetime:
+            return True
+        return sess.consoles == 0 and now - sess.last_seen > self.idle
+
+
+class LoginThrottle:
+    """Exponential back-off of failed logins per (user, client address).
+
+    The first ``free`` failures cost nothing (typos); after that each failure locks the
+    pair out for ``base * 2**k`` seconds, capped at ``cap``.  A locked-out attempt is
+    answered at once without asking the host, so an attacker cannot use the gateway to
+    hammer the host's PAM either.  Entries are forgotten after ``forget`` seconds.
+    """
+
+    def __init__(self, *, free: int = 2, base: float = 1.0, cap: float = 300.0,
+                 forget: float = 3600.0, max_entries: int = 100_000) -> None:
+        self.free, self.base, self.cap, self.forget = free, base, cap, forget
+        self.max_entries = max_entries
+        self._state: dict[tuple[str, str], tuple[int, float, float]] = {}  # fails, until, last
+
+    def retry_after(self, user: str, addr: str, now: float) -> float:
+        """Seconds the pair must still wait (0 when an attempt is allowed)."""
+        entry = self._state.get((user.lower(), addr))
+        if entry is None:
+            return 0.0
+        return max(0.0, entry[1] - now)
+
+    def failed(self, user: str, addr: str, now: float) -> float:
+        """Record a failure; returns the lock-out now in force (seconds)."""
+        if len(self._state) >= self.max_entries:
+            self.prune(now)
+        key = (user.lower(), addr)
+        fails = self._state.get(key, (0, 0.0, 0.0))[0] + 1
+        excess = fails - self.free
+        delay = 0.0 if excess <= 0 else min(self.cap, self.base * 2 ** (excess - 1))
+        self._state[key] = (fails, now + delay, now)
+        return delay
+
+    def succeeded(self, user: str, addr: str) -> None:
+        self._state.pop((user.lower(), addr), None)
+
+    def prune(self, now: float) -> None:
+        for key, (_f, until, last) in list(self._state.items()):
+            if now - last > self.forget and now >= until:
+                del self._state[key]
+
+
+@dataclass(frozen=True)
+class ConsoleGrant:
+    """What a one-time WebSocket token allows: this session, this VM, this protocol."""
+
+    sid: str
+    user: str
+    vm_uuid: str
+    protocol: str
+    expires: float
+    console: Any = field(default=None, repr=False)  # looked up at issue time (saves a call)
+
+
+class TokenStore:
+    """Single-use, short-lived tokens that open one console WebSocket each."""
+
+    def __init__(self, *, ttl: float = 30.0, max_tokens: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_tokens = max_tokens
+        self._grants: dict[str, ConsoleGrant] = {}
+
+    def __len__(self) -> int:
+        return len(self._grants)
+
+    def issue(self, sess: WebSession, vm_uuid: str, protocol: str, now: float,
+              console: Any = None) -> str:
+        if len(self._grants) >= self.max_tokens:
+            self.prune(now)
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        self._grants[token] = ConsoleGrant(sess.sid, sess.user, vm_uuid, protocol,
+                                           now + self.ttl, console)
+        return token
+
+    def redeem(self, token: str, now: float) -> ConsoleGrant | None:
+        """Consume ``token``; ``None`` if unknown, already used or expired."""
+        grant = self._grants.pop(token, None)
+        if grant is None or now > grant.expires:
+            return None
+        return grant
+
+    def revoke_session(self, sid: str) -> None:
+        for token, grant in list(self._grants.items()):
+            if grant.sid == sid:
+                del self._grants[token]
+
+    def prune(self, now: float) -> None:
+        for token, grant in list(self._grants.items()):
+            if now > grant.expires:
+                del self._grants[token]
+
+
+def origin_allowed(origin: str | None, expected: str, extra: tuple[str, ...] = ()) -> bool:
+    """Exact match of the Origin header with our own origin (or a configured one)."""
+    if not origin:
+        return False
+    origin = origin.rstrip("/").lower()
+    return origin == expected.lower() or origin in (o.rstrip("/").lower() for o in extra)
+
+
+def monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,116 @@
+"""Screenshot cache for the VM list: refreshed in the background, never awaited by a page.
+
+A page only *reads* the cache (a PNG or nothing yet) and *asks* for a refresh; one
+background task takes the asks in turn, opens a console tunnel with the asking user's
+own XAPI session, grabs one frame with :mod:`xcpconsole.net.vnc`, scales it down and
+stores the PNG.  At most ``concurrency`` captures run at once and each is bounded by a
+timeout, so a hung console costs one slot for a few seconds and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import XcpConsoleError
+
+log = logging.getLogger(__name__)
+
+Capture = Callable[[Any, str], Awaitable[bytes]]  # (xapi session, vm uuid) -> PNG
+
+
+@dataclass
+class Thumbnail:
+    png: bytes
+    taken: float  # time.time()
+
+
+class ThumbnailCache:
+    def __init__(self, capture: Capture, *, max_age: float = 15.0, concurrency: int = 2,
+                 timeout: float = 10.0, max_entries: int = 2000) -> None:
+        self._capture = capture
+        self.max_age = max_age
+        self.timeout = timeout
+        self.max_entries = max_entries
+        self._cache: dict[str, Thumbnail] = {}
+        self._wanted: dict[str, Any] = {}  # vm uuid -> xapi session to use
+        self._busy: set[str] = set()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    def get(self, vm_uuid: str) -> Thumbnail | None:
+        return self._cache.get(vm_uuid)
+
+    def forget(self, vm_uuid: str) -> None:
+        self._cache.pop(vm_uuid, None)
+
+    def request(self, vm_uuid: str, xapi: Any) -> None:
+        """Ask for a fresh capture if the cached one is old; returns immediately."""
+        shot = self._cache.get(vm_uuid)
+        if shot is not None and time.time() - shot.taken < self.max_age:
+            return
+        if vm_uuid in self._busy or len(self._wanted) >= self.max_entries:
+            return
+        self._wanted[vm_uuid] = xapi
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="thumbnails")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._jobs) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._wanted:
+                vm_uuid, xapi = self._wanted.popitem()
+                await self._slots.acquire()
+                self._busy.add(vm_uuid)
+                job = asyncio.create_task(self._one(vm_uuid, xapi))
+                self._jobs.add(job)
+                job.add_done_callback(self._jobs.discard)
+
+    async def _one(self, vm_uuid: str, xapi: Any) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                png = await self._capture(xapi, vm_uuid)
+            if len(self._cache) >= self.max_entries:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[vm_uuid] = Thumbnail(png, time.time())
+        except (XcpConsoleError, TimeoutError, OSError) as exc:
+            log.info("thumbnail of VM %s: %s", vm_uuid, exc)
+        except Exception:
+            log.exception("thumbnail of VM %s failed", vm_uuid)
+        finally:
+            self._busy.discard(vm_uuid)
+            self._slots.release()
+
+
+def scale_png(rgb: Any, width: int = 320) -> bytes:
+    """Scale an (h, w, 3) RGB array down to ``width`` pixels wide and encode it as PNG."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb, "RGB")
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))),
+                         Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    img.save(out, "PNG", optimize=False)
+    return out.getvalue()

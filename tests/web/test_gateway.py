@@ -1,0 +1,373 @@
+"""Gateway HTTP + WebSocket behaviour against an in-process fake host (security, limits, XVP)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from xcpconsole.rfb import events as ev
+from xcpconsole.rfb.client import ClientConnection
+from xcpconsole.rfb.constants import Encoding
+from xcpconsole.web.app import GatewayConfig, create_app
+from xcpconsole.web.auth import COOKIE_NAME
+
+from .fakes import BANNER, PASSWORD, VMS, FakeHost
+
+VM = VMS[0]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Gw:
+    """A gateway under test plus helpers to act like a browser."""
+
+    def __init__(self, client: TestClient[Any, Any], host: FakeHost, clock: Clock) -> None:
+        self.client, self.host, self.clock = client, host, clock
+        self.origin = f"http://{client.host}:{client.port}"
+
+    async def login_form(self) -> str:
+        text = await (await self.client.get("/login")).text()
+        m = re.search(r'name="csrf" value="([^"]+)"', text)
+        assert m
+        return m.group(1)
+
+    async def login(self, user: str = "alice", password: str = PASSWORD,
+                    origin: str | None = "") -> aiohttp.ClientResponse:
+        csrf = await self.login_form()
+        headers = {"Origin": self.origin if origin == "" else origin} if origin is not None else {}
+        return await self.client.post("/login", data={"username": user, "password": password,
+                                                      "csrf": csrf},
+                                      headers=headers, allow_redirects=False)
+
+    async def csrf(self) -> str:
+        text = await (await self.client.get("/vms")).text()
+        m = re.search(r'data-csrf="([^"]+)"', text)
+        assert m, text
+        return m.group(1)
+
+    async def token_url(self, protocol: str = "vt100", vm: str = VM.uuid) -> str:
+        resp = await self.client.post(f"/vms/{vm}/console/{protocol}/token",
+                                      headers={"X-CSRF-Token": await self.csrf(),
+                                               "Origin": self.origin})
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["url"])
+
+    async def ws(self, url: str, origin: str | None = "") -> aiohttp.ClientWebSocketResponse:
+        headers = {"Origin": self.origin if origin == "" else origin} if origin is not None else {}
+        return await self.client.ws_connect(url, headers=headers)
+
+
+@pytest.fixture
+async def make_gw() -> AsyncIterator[Callable[..., Any]]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: Any) -> Gw:
+        host, clock = FakeHost(), Clock()
+        config = GatewayConfig(host_settings=None, **overrides)
+        app = create_app(config, host.backend(), clock=clock)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return Gw(client, host, clock)
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def test_login_page_and_wrong_password(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    resp = await gw.login(password="nope")
+    assert resp.status == 401
+    text = await resp.text()
+    assert 'id="login-error"' in text and "Wrong user name or password" in text
+    assert "nope" not in text
+    assert COOKIE_NAME not in resp.cookies
+    assert (await gw.client.get("/vms", allow_redirects=False)).headers["Location"] == "/login"
+
+
+async def test_login_sets_strict_httponly_cookie_and_lists_vms(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    resp = await gw.login()
+    assert resp.status == 303 and resp.headers["Location"] == "/vms"
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = await (await gw.client.get("/vms")).text()
+    assert "alpha" in page and "beta &lt;b&gt;" in page and "<b>" not in page.split("<tbody>")[1]
+    assert f'href="/vms/{VM.uuid}/console/rfb"' in page
+    vms = await (await gw.client.get("/api/vms")).json()
+    assert {v["name"]: v["power_state"] for v in vms} == {"alpha": "Running",
+                                                          "beta <b>": "Halted"}
+
+
+async def test_login_form_needs_csrf_and_origin(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    assert (await gw.login(origin=None)).status == 403
+    assert (await gw.login(origin="http://evil.example")).status == 403
+    resp = await gw.client.post("/login", data={"username": "alice", "password": PASSWORD,
+                                                "csrf": "forged.x"},
+                                headers={"Origin": gw.origin}, allow_redirects=False)
+    assert resp.status == 400
+    assert gw.host.login_attempts == 0
+
+
+async def test_repeated_failures_are_slowed_down(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw(login_free_failures=2, login_backoff=60)
+    for _ in range(3):
+        assert (await gw.login(password="bad")).status == 401
+    asked = gw.host.login_attempts
+    resp = await gw.login()  # right password, but locked out: the host is not asked
+    assert resp.status == 429 and "Too many failed attempts" in await resp.text()
+    assert int(resp.headers["Retry-After"]) > 0
+    assert gw.host.login_attempts == asked
+    # Another user (or another address) is not affected.
+    assert (await gw.login(user="bob")).status == 303
+    gw.client.session.cookie_jar.clear()
+    gw.clock.now += 61
+    assert (await gw.login()).status == 303
+
+
+async def test_sign_out_kills_cookie_and_xapi_session(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    cookie = gw.client.session.cookie_jar.filter_cookies(gw.client.make_url("/"))[COOKIE_NAME]
+    csrf = await gw.csrf()
+    resp = await gw.client.post("/logout", data={"csrf": csrf}, headers={"Origin": gw.origin},
+                                allow_redirects=False)
+    assert resp.status == 303
+    assert gw.host.sessions[0].logged_out
+    # Replaying the old cookie value does not work any more.
+    resp = await gw.client.get("/vms", cookies={COOKIE_NAME: cookie.value},
+                               allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/login"
+
+
+async def test_forged_cookie_refused(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    sid = gw.client.session.cookie_jar.filter_cookies(gw.client.make_url("/"))[COOKIE_NAME].value
+    forged = sid.split(".")[0] + ".AAAA"
+    gw.client.session.cookie_jar.clear()
+    resp = await gw.client.get("/vms", cookies={COOKIE_NAME: forged}, allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_token_endpoint_needs_csrf_header(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    url = f"/vms/{VM.uuid}/console/rfb/token"
+    assert (await gw.client.post(url, headers={"Origin": gw.origin})).status == 403
+    assert (await gw.client.post(url, headers={"Origin": gw.origin,
+                                               "X-CSRF-Token": "x"})).status == 403
+    halted = await gw.client.post(f"/vms/{VMS[1].uuid}/console/rfb/token",
+                                  headers={"Origin": gw.origin, "X-CSRF-Token": await gw.csrf()})
+    assert halted.status == 409
+
+
+async def test_websocket_needs_valid_single_use_fresh_token(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    base = f"/vms/{VM.uuid}/console/vt100/ws"
+    for url in (base, base + "?token=nonsense"):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await gw.ws(url)
+        assert err.value.status == 403
+    url = await gw.token_url()
+    ws = await gw.ws(url)
+    assert (await ws.receive_bytes(timeout=5)) == BANNER
+    await ws.close()
+    with pytest.raises(aiohttp.WSServerHandshakeError):  # single use
+        await gw.ws(url)
+    url = await gw.token_url()
+    gw.clock.now += 31  # expired
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await gw.ws(url)
+    assert gw.host.tunnels == 1
+
+
+async def test_websocket_refuses_foreign_origin_and_other_console(
+        make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    for origin in ("http://evil.example", None):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await gw.ws(await gw.token_url(), origin=origin)
+        assert err.value.status == 403
+    url = await gw.token_url("vt100")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await gw.ws(url.replace("/vt100/", "/rfb/"))
+    assert gw.host.tunnels == 0
+
+
+async def test_token_bound_to_session(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    url = await gw.token_url()
+    gw.client.session.cookie_jar.clear()
+    await gw.login(user="mallory")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await gw.ws(url)
+
+
+async def test_vt100_bridge_both_ways(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    ws = await gw.ws(await gw.token_url())
+    assert await ws.receive_bytes(timeout=5) == BANNER
+    await ws.send_bytes(b"root\r")
+    assert await ws.receive_bytes(timeout=5) == b"ROOT\r"
+    await ws.close()
+
+
+async def test_per_user_console_limit(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw(max_consoles_per_user=2)
+    await gw.login()
+    socks = [await gw.ws(await gw.token_url()) for _ in range(2)]
+    for s in socks:
+        await s.receive_bytes(timeout=5)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await gw.ws(await gw.token_url())
+    assert err.value.status == 429
+    await socks[0].close()
+    await asyncio.sleep(0.1)
+    third = await gw.ws(await gw.token_url())
+    assert await third.receive_bytes(timeout=5) == BANNER
+    await third.close()
+    await socks[1].close()
+
+
+async def test_oversized_frame_closes_console(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw(max_frame=1024)
+    await gw.login()
+    ws = await gw.ws(await gw.token_url())
+    await ws.receive_bytes(timeout=5)
+    await ws.send_bytes(b"x" * 4096)
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ws.close_code == 1009
+
+
+async def test_idle_console_closed(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw(console_idle_timeout=0.3)
+    await gw.login()
+    ws = await gw.ws(await gw.token_url())
+    await ws.receive_bytes(timeout=5)
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 4000
+
+
+async def test_stalled_browser_stalls_the_backend(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    gw.host.flood = True
+    await gw.login()
+    ws = await gw.ws(await gw.token_url())
+    await ws.receive_bytes(timeout=5)
+    await asyncio.sleep(1.0)  # the browser reads nothing meanwhile
+    written = gw.host.flood_written
+    await asyncio.sleep(0.5)
+    # Bounded by socket and WebSocket buffers (a few MiB), not growing without end.
+    assert gw.host.flood_written == written
+    assert written < 32 << 20
+    await ws.close()
+
+
+async def rfb_session(gw: Gw, encodings: list[int]) -> tuple[Any, ClientConnection]:
+    ws = await gw.ws(await gw.token_url("rfb"))
+    conn = ClientConnection(encodings=encodings)
+    return ws, conn
+
+
+async def pump(ws: Any, conn: ClientConnection, want: type, timeout: float = 5) -> Any:
+    """Feed the client state machine until it emits an event of type ``want``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            while (event := conn.next_event()) is not None:
+                if isinstance(event, want):
+                    await flush(ws, conn)
+                    return event
+            await flush(ws, conn)
+            conn.receive_data(await ws.receive_bytes())
+
+
+async def flush(ws: Any, conn: ClientConnection) -> None:
+    out = conn.data_to_send()
+    if out:
+        await ws.send_bytes(out)
+
+
+async def test_rfb_through_gateway_with_xvp(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    ws, conn = await rfb_session(gw, [Encoding.ZRLE, Encoding.RAW, Encoding.XVP])
+    await pump(ws, conn, ev.ServerInitReceived)
+    xvp = await pump(ws, conn, ev.XvpMessage)
+    assert (xvp.version, xvp.code) == (1, 1)  # XVP_INIT from the gateway
+    conn.request_update(incremental=False)
+    await pump(ws, conn, ev.FramebufferUpdated)
+    assert conn.framebuffer is not None
+    assert (conn.framebuffer[:, :32] == (255, 0, 0)).all()
+    assert (conn.framebuffer[:, 32:] == 0).all()
+    conn.xvp(3)
+    conn.request_update(incremental=False)
+    await pump(ws, conn, ev.FramebufferUpdated)  # the stream is intact after the XVP message
+    xapi = gw.host.sessions[0]
+    for _ in range(50):
+        if xapi.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert xapi.calls == [("VM.clean_reboot", (VM.ref,))]
+    xapi.fail_calls = True
+    conn.xvp(2)
+    fail = await pump(ws, conn, ev.XvpMessage)
+    assert (fail.version, fail.code) == (1, 0)  # XVP_FAIL
+    assert xapi.calls[-1] == ("VM.clean_shutdown", (VM.ref,))
+    conn.xvp(9)  # unknown code: refused without a XenAPI call
+    fail = await pump(ws, conn, ev.XvpMessage)
+    assert fail.code == 0 and len(xapi.calls) == 2
+    await ws.close()
+
+
+async def test_thumbnail_served_from_cache(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    page = await (await gw.client.get("/vms")).text()
+    assert f'/vms/{VM.uuid}/thumbnail.png' in page
+    for _ in range(100):
+        resp = await gw.client.get(f"/vms/{VM.uuid}/thumbnail.png")
+        if resp.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert resp.content_type == "image/png"
+    from io import BytesIO
+
+    from PIL import Image
+
+    img = np.asarray(Image.open(BytesIO(await resp.read())).convert("RGB"))
+    assert img.shape == (40, 64, 3) and (img == 200).all()
+    # VMs the user never listed have no thumbnail.
+    assert (await gw.client.get("/vms/x/thumbnail.png")).status == 404
+
+
+async def test_security_headers(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    resp = await gw.client.get("/login")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    js = await gw.client.get("/static/vendor/novnc/core/rfb.js")
+    assert js.status == 200 and "export default class RFB" in await js.text()
+    assert (await gw.client.get("/static/vendor/xterm/lib/xterm.mjs")).status == 200
+    assert (await gw.client.get("/static/../app.py")).status in (403, 404)
