@@ -27,7 +27,7 @@ def _register_all() -> None:
     from . import sim_cmd
 
     sim_cmd.register(app)
-    for name in ("client_cmd", "rfb_cmd", "web_cmd"):
+    for name in ("client_cmd", "rfb_cmd", "web_cmd", "demo_cmd"):
         try:
             module = __import__(f"{__package__}.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -153,6 +154,8 @@ class Gateway:
     thumbnails: ThumbnailCache | None = field(init=False, default=None)
     consoles_total: int = 0
     consoles_by_user: dict[str, int] = field(default_factory=dict)
+    #: one-time sign-in links (``xcpconsole demo``): code -> (user, password, expiry)
+    sign_in_codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -252,14 +255,41 @@ class Gateway:
             return self.login_page(error=f"The host could not be reached: {exc}",
                                    username=user, status=502)
         self.throttle.succeeded(user, addr)
+        log.info("signed in %s from %s", user, addr)
+        raise await self._signed_in(request, user, xapi)
+
+    async def _signed_in(self, request: web.Request, user: str, xapi: Any) -> web.HTTPSeeOther:
+        """A new web session for ``user``: the redirect to /vms carrying its cookie."""
         sess, evicted = self.sessions.create(user, xapi, self.clock())
         for old in evicted:
             await self.end_session(old)
-        log.info("signed in %s from %s", user, addr)
         resp = web.HTTPSeeOther("/vms")
         resp.set_cookie(COOKIE_NAME, self.signer.sign(sess.sid), httponly=True,
                         samesite="Strict", secure=request.secure, path="/")
-        raise resp
+        return resp
+
+    def add_sign_in_link(self, user: str, password: str, ttl: float = 600.0) -> str:
+        """A single-use path that signs its opener in as ``user`` (for ``xcpconsole demo``).
+
+        The code is 256 random bits, valid for ``ttl`` seconds and one use; the password
+        is still checked against the host when the link is opened.
+        """
+        code = secrets.token_urlsafe(32)
+        self.sign_in_codes[code] = (user, password, self.clock() + ttl)
+        return f"/login/link?code={code}"
+
+    async def get_login_link(self, request: web.Request) -> web.StreamResponse:
+        entry = self.sign_in_codes.pop(request.query.get("code", ""), None)
+        if entry is None or entry[2] < self.clock():
+            return self.login_page(error="That sign-in link was used or has expired.",
+                                   status=403)
+        user, password, _ = entry
+        try:
+            xapi = await self.backend.login(self.backend.make_settings(user, password))
+        except XcpConsoleError as exc:
+            return self.login_page(error=f"Sign-in failed: {exc}", username=user, status=502)
+        log.info("signed in %s with a one-time link", user)
+        raise await self._signed_in(request, user, xapi)
 
     async def post_logout(self, request: web.Request) -> web.StreamResponse:
         sess = self.session_of(request)
@@ -478,6 +508,7 @@ def create_app(config: GatewayConfig, backend: Backend | None = None, *,
     app.router.add_get("/favicon.ico", _no_content)
     app.router.add_get("/login", gw.get_login)
     app.router.add_post("/login", gw.post_login)
+    app.router.add_get("/login/link", gw.get_login_link)
     app.router.add_post("/logout", gw.post_logout)
     app.router.add_get("/vms", gw.get_vms)
     app.router.add_get("/api/vms", gw.api_vms)
