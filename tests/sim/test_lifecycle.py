@@ -60,34 +60,3 @@ def test_fingerprint_survives_restart(start_sim) -> None:  # type: ignore[no-unt
     first.stop()
     again = start_sim(state_dir=first.state_dir)
     assert again.fingerprint == first.fingerprint
-
-
-def test_demo_prints_next_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
-    exe = Path(sys.executable).parent / "xcpconsole"
-    proc = subprocess.Popen(
-        [str(exe), "demo", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Stop with Ctrl-C" in line:
-                break
-        text = "".join(lines)
-        assert "xcpconsole sim: serving https://127.0.0.1:" in text
-        assert "socat - OPENSSL:127.0.0.1:" in text
-        assert "login_with_password" in text
-        assert "/console?ref=OpaqueRef:" in text
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0

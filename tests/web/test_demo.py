@@ -36,12 +36,11 @@ async def test_demo_link_signs_in_once_and_the_cli_lines_work(tmp_path: Path) ->
 
         # cookies for an IP address host need an "unsafe" jar in aiohttp (browsers keep them)
         jar = aiohttp.CookieJar(unsafe=True)
-        async with aiohttp.ClientSession(cookie_jar=jar) as web:
-            async with web.get(link.group(1)) as resp:
-                page = await resp.text()
-                assert resp.status == 200 and resp.url.path == "/vms"
-                for name in ("win-hvm", "debian-pv", "alpine-pv-text", "centos-halted"):
-                    assert name in page
+        async with aiohttp.ClientSession(cookie_jar=jar) as web, web.get(link.group(1)) as resp:
+            page = await resp.text()
+            assert resp.status == 200 and resp.url.path == "/vms"
+            for name in ("win-hvm", "debian-pv", "alpine-pv-text", "centos-halted"):
+                assert name in page
         async with aiohttp.ClientSession() as web, web.get(link.group(1)) as again:
             assert again.status == 403  # single use
 

@@ -54,13 +54,12 @@ async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_
         addr = runner.addresses[0]
         base = f"http://{addr[0]}:{addr[1]}"
         link = app[GATEWAY].add_sign_in_link(host.config.user, password)
-        _banner(host, base + link, shown_password)
-
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        _banner(host, base + link, shown_password)  # after the handlers: callers may stop us
         await stop.wait()
     finally:
         if runner is not None:

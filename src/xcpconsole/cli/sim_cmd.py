@@ -33,15 +33,16 @@ def _password(given: str | None) -> tuple[str, str]:
 
 def _config(
     listen: str, state_dir: Path, user: str, password: str, inventory: Path | None,
-    header_timeout: float,
+    header_timeout: float, member_listen: str | None = None,
 ) -> object:
     from ..sim import HttpLimits, SimConfig, parse_listen
 
     host, port = parse_listen(listen)
+    member = parse_listen(member_listen, "--member-listen") if member_listen else None
     return SimConfig(
         state_dir=state_dir.expanduser(), password=password, listen_host=host,
         listen_port=port, user=user, inventory=inventory,
-        limits=HttpLimits(head_timeout=header_timeout),
+        limits=HttpLimits(head_timeout=header_timeout), member_listen=member,
     )
 
 
@@ -52,33 +53,9 @@ def _print_banner(host: SimHost, source: str) -> None:
     print(f"  TLS fingerprint (SHA-256): {host.fingerprint}")
     print(f"  user: {info['user']}  password: {shown}")
     print(f"  state: {host.config.state_dir / 'sim.json'}")
-    sys.stdout.flush()
-
-
-def _print_demo(host: SimHost, source: str) -> None:
-    _print_banner(host, source)
-    model = host.model
-    print("\nConsoles:")
-    for console in model.consoles.values():
-        vm = model.vms[console.vm]
-        print(f"  {vm.name_label:<34} {console.protocol.upper():<6} {console.location}")
-    hvm = next(
-        (c for c in model.consoles.values() if model.vms[c.vm].backend == "qemu"), None
-    )
-    ref = hvm.ref if hvm else "<console ref>"
-    py = Path(sys.executable)
-    print(
-        "\nGet a session with the official SDK (the password is read from the environment):\n"
-        f"  export XCP_PASSWORD='{host.config.password}'\n"
-        f"  SID=$({py} -c \"import os, XenAPI; s = XenAPI.Session('{host.url}', "
-        "ignore_ssl=True); s.xenapi.login_with_password("
-        f"'{host.config.user}', os.environ['XCP_PASSWORD'], '', 'demo'); print(s._session)\")\n"
-        "\nThen open the HVM guest's console by hand, like the seed did (prints the 200 and "
-        "the RFB greeting):\n"
-        f"  (printf 'CONNECT /console?ref={ref}&session_id=%s HTTP/1.0\\r\\n\\r\\n' \"$SID\"; "
-        f"sleep 2) | socat - OPENSSL:127.0.0.1:{host.port},verify=0\n"
-        "\nStop with Ctrl-C."
-    )
+    if host.member is not None:
+        print(f"  pool member (answers HOST_IS_SLAVE {host.member.master_address}): "
+              f"{host.member.url}")
     sys.stdout.flush()
 
 
@@ -102,6 +79,10 @@ def register(app: typer.Typer) -> None:
         header_timeout: Annotated[
             float, typer.Option(help="Seconds a client gets to send a request head")
         ] = 10.0,
+        member_listen: Annotated[
+            str | None,
+            typer.Option(help="HOST:PORT of a pool member whose login answers HOST_IS_SLAVE"),
+        ] = None,
     ) -> None:
         """Run the simulated XenServer host (XenAPI + /console over HTTPS)."""
         import logging
@@ -110,22 +91,6 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         pw, source = _password(password)
-        config = _config(listen, state_dir, user, pw, inventory, header_timeout)
+        config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen)
         assert isinstance(config, SimConfig)
         run(config, on_ready=lambda host: _print_banner(host, source))
-
-    @app.command("demo")
-    def demo(
-        listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8443",
-        state_dir: Annotated[Path, typer.Option(help="State directory")] = DEFAULT_STATE_DIR,
-    ) -> None:
-        """Start the simulated host and print what to run next."""
-        import logging
-
-        from ..sim import SimConfig, run
-
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        pw, source = _password(None)
-        config = _config(listen, state_dir, "root", pw, None, 10.0)
-        assert isinstance(config, SimConfig)
-        run(config, on_ready=lambda host: _print_demo(host, source))

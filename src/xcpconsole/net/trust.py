@@ -291,6 +291,9 @@ class _TrustedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         self.sock = connect_tls_sync(self.host, self.port, self._settings,
                                      timeout=float(self.timeout or 30.0))
+        # http.client's own connect() sets this; without it Nagle and delayed ACKs add
+        # ~40 ms to every XenAPI call (measured: 44 ms -> 3 ms per get_all_records).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class TrustedTransport(xmlrpc.client.SafeTransport):

@@ -17,7 +17,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +39,7 @@ REALM = "connect_console"
 OK_REPLY = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nCache-Control: no-cache, no-store\r\n\r\n"
 RELAY_CHUNK = 256 * 1024
 HALF_CLOSE_GRACE = 30.0
+BACKEND_CONNECT_TIMEOUT = 10.0
 _FAILURE = "Console.Failure"
 
 #: Finds the unix socket serving ``protocol`` for a VM ref, or None if it has none.
@@ -51,9 +54,13 @@ class _Refused(Exception):
 class ConsoleEndpoint:
     """Serves ``CONNECT /console?...`` (and refuses ``GET`` WebSocket upgrades, see docs)."""
 
-    def __init__(self, model: SimModel, sockets: SocketLookup) -> None:
+    def __init__(
+        self, model: SimModel, sockets: SocketLookup, *, host_ref: str | None = None
+    ) -> None:
         self.model = model
         self.sockets = sockets
+        #: The host this endpoint serves: consoles of VMs resident elsewhere are refused.
+        self.host_ref = model.host.ref if host_ref is None else host_ref
         self.active: dict[str, list[str]] = {}  # VM ref -> users connected
 
     async def __call__(
@@ -149,7 +156,7 @@ class ConsoleEndpoint:
 
     def _check_running_here(self, console: Console, req: HttpRequest) -> None:
         vm = self.model.vms[console.vm]
-        if vm.power_state != RUNNING or vm.resident_on != self.model.host.ref:
+        if vm.power_state != RUNNING or vm.resident_on != self.host_ref:
             raise _Refused(internal_error(_FAILURE, version=req.reply_version))
 
 
@@ -171,14 +178,51 @@ def _limit_exceeded(users: list[str]) -> bytes:
     return error_html(503, "Connection Limit Exceeded", body)
 
 
+async def connect_unix(
+    path: Path, timeout: float, *, limit: int = RELAY_CHUNK
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a unix stream socket, waiting while its listen backlog is full.
+
+    QEMU listens on its VNC socket with a backlog of 1.  A non-blocking
+    ``connect(2)`` to a unix socket whose backlog is full fails with EAGAIN
+    at once (it never goes "in progress" like TCP), and asyncio's
+    ``open_unix_connection`` then takes the still unconnected socket for a
+    connected one: the first read fails with EINVAL and the client is
+    dropped.  xapi connects with a blocking ``connect``, which simply waits
+    for QEMU to accept; this retries EAGAIN (with a short back-off, up to
+    ``timeout`` seconds) to the same effect.  Other errors (no such socket,
+    refused) are raised at once, as they are for xapi.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.002
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            sock.close()
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+            if loop.time() + delay > deadline:
+                raise TimeoutError(f"{path.name}: listen backlog still full") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            continue
+        try:
+            return await asyncio.open_unix_connection(sock=sock, limit=limit)
+        except BaseException:
+            sock.close()
+            raise
+
+
 async def _relay(
     client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, path: Path, leftover: bytes
 ) -> None:
     """Copy bytes both ways until either side closes (like xapi's ``Unixext.proxy``)."""
     try:
-        backend_r, backend_w = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(path), limit=RELAY_CHUNK), 10.0
-        )
+        backend_r, backend_w = await connect_unix(path, BACKEND_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         log.info("console backend %s unreachable: %s", path.name, exc)
         return

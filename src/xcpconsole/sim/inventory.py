@@ -87,6 +87,18 @@ def _vm_from(table: dict[str, Any], where: str, *, template: bool = False) -> VM
     )
 
 
+def member_listen_of(inventory: dict[str, Any]) -> str | None:
+    """``[member] listen = "HOST:PORT"``: where the pool member listens, if anywhere."""
+    table = _get(inventory, "member", dict, {}, "inventory")
+    unknown = set(table) - {"listen"}
+    if unknown:
+        raise ConfigError(f"inventory: unknown key(s) in member: {', '.join(sorted(unknown))}")
+    if "listen" not in table:
+        return None
+    listen: str = _get(table, "listen", str, "", "member")
+    return listen
+
+
 def build_model(
     inventory: dict[str, Any], *, user: str, password: str, address: str, port: int
 ) -> SimModel:

@@ -5,6 +5,10 @@ unix socket; here it is the same program, with no disk so SeaBIOS stops at
 its "No bootable device" screen.  QEMU runs in its own process group with
 ``PR_SET_PDEATHSIG`` so that neither a clean stop nor a crash of the
 simulator leaves it behind.
+
+QEMU listens on that socket with a backlog of 1, as on a real host; whoever
+connects to it must wait while the backlog is full (see
+:func:`~xcpconsole.sim.console.connect_unix`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,17 @@ import subprocess
 from pathlib import Path
 
 from .backends import PROTOCOL_RFB, BackendError
+from .console import connect_unix
 
 QEMU_BINARY = "qemu-system-x86_64"
+#: What xenopsd appends to ``-vnc unix:/var/run/xen/vnc-<domid>`` (``Dm_Common`` in
+#: ``ocaml/xenopsd/xc/device.ml``).  No ``share=``: QEMU's default policy,
+#: ``allow-exclusive``, applies - a client whose ClientInit asks for exclusive
+#: access (shared-flag 0) disconnects the others, and a shared client arriving
+#: while an exclusive one is connected is dropped.  ``force-shared`` would
+#: instead drop every shared-flag-0 client (TigerVNC's default) before ServerInit.
+#: No ``connections=`` either: QEMU's default limit (32 clients) applies.
+VNC_OPTIONS = "lock-key-sync=off"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -62,7 +75,7 @@ class QemuBackend:
             binary, "-name", self.vm_name,
             "-machine", "pc,accel=tcg", "-m", str(self.memory_mib),
             "-nodefaults", "-no-user-config", "-vga", "std",
-            "-display", "none", "-vnc", f"unix:{self._socket}",
+            "-display", "none", "-vnc", f"unix:{self._socket},{VNC_OPTIONS}",
             "-nic", "none", "-serial", "none", "-parallel", "none", "-monitor", "none",
         ]
 
@@ -94,8 +107,8 @@ class QemuBackend:
             if self._proc.returncode is not None:
                 raise BackendError(f"exited with status {self._proc.returncode}")
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self._socket))
-            except (FileNotFoundError, ConnectionRefusedError):
+                reader, writer = await connect_unix(self._socket, 5.0)
+            except (FileNotFoundError, ConnectionRefusedError, TimeoutError):
                 await asyncio.sleep(0.05)
                 continue
             try:

@@ -26,8 +26,8 @@ from ..errors import ConfigError, XapiError
 from .backends import BackendError, ConsoleBackend
 from .console import ConsoleEndpoint
 from .http import HttpFrontEnd, HttpLimits
-from .inventory import build_model, load_inventory
-from .model import VM, SimModel
+from .inventory import build_model, load_inventory, member_listen_of
+from .model import VM, SimModel, new_ref
 from .qemu import QemuBackend
 from .tls import certificate_fingerprint, ensure_certificate, server_context
 from .xapi import XenApiDispatcher
@@ -48,13 +48,15 @@ class SimConfig:
     user: str = "root"
     inventory: Path | None = None
     limits: HttpLimits = field(default_factory=HttpLimits)
+    #: ``(host, port)`` of a pool member that answers HOST_IS_SLAVE (None: inventory's).
+    member_listen: tuple[str, int] | None = None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, what: str = "--listen") -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ConfigError when malformed."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"--listen must be HOST:PORT, got {text!r}")
+        raise ConfigError(f"{what} must be HOST:PORT, got {text!r}")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
 
@@ -145,12 +147,24 @@ class BackendSet:
                 kill()
 
 
+@dataclass
+class MemberHost:
+    """The optional pool member: its own HTTPS listener, same certificate and database."""
+
+    server: asyncio.base_events.Server
+    front: HttpFrontEnd
+    port: int
+    url: str
+    master_address: str  # what its HOST_IS_SLAVE names
+
+
 class SimHost:
-    """A running simulated host."""
+    """A running simulated host (the pool master), and its member if configured."""
 
     def __init__(
         self, config: SimConfig, model: SimModel, backends: BackendSet,
         server: asyncio.base_events.Server, front: HttpFrontEnd, port: int, fingerprint: str,
+        member: MemberHost | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -159,16 +173,21 @@ class SimHost:
         self._front = front
         self.port = port
         self.fingerprint = fingerprint
-        host = config.listen_host
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"https://{shown}:{port}"
+        self.member = member
+        self.url = _url(config.listen_host, port)
 
     def info(self) -> dict[str, Any]:
-        """The content of ``sim.json`` (docs/architecture.md)."""
-        return {
+        """The content of ``sim.json`` (docs/architecture.md; ``member`` only with one)."""
+        info: dict[str, Any] = {
             "url": self.url, "port": self.port, "fingerprint": self.fingerprint,
             "user": self.config.user, "password": self.config.password, "pid": os.getpid(),
         }
+        if self.member is not None:
+            info["member"] = {
+                "url": self.member.url, "port": self.member.port,
+                "master_address": self.member.master_address,
+            }
+        return info
 
     def write_info(self) -> Path:
         path = self.config.state_dir / SIM_JSON
@@ -182,13 +201,18 @@ class SimHost:
 
     async def close(self) -> None:
         """Stop accepting, end every connection, stop every backend."""
-        self._server.close()
-        for task in list(self._front.connections):
-            task.cancel()
-        await asyncio.gather(*self._front.connections, return_exceptions=True)
+        servers = [(self._server, self._front)]
+        if self.member is not None:
+            servers.append((self.member.server, self.member.front))
+        for server, front in servers:
+            server.close()
+            for task in list(front.connections):
+                task.cancel()
+            await asyncio.gather(*front.connections, return_exceptions=True)
         await self.backends.stop_all()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 5.0)
+        for server, _ in servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5.0)
 
 
 async def serve(config: SimConfig) -> SimHost:
@@ -199,22 +223,20 @@ async def serve(config: SimConfig) -> SimHost:
     hostname = str(inventory.get("host", {}).get("hostname", "xcp-sim"))
     cert, key = ensure_certificate(state, hostname)
     ctx = server_context(cert, key)
+    member_at = config.member_listen
+    if member_at is None and (text := member_listen_of(inventory)) is not None:
+        member_at = parse_listen(text, "inventory member.listen")
     front_ref: list[HttpFrontEnd] = []
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await front_ref[0].handle_connection(reader, writer)
-
-    try:
-        server = await asyncio.start_server(
-            on_connection, config.listen_host, config.listen_port, ssl=ctx,
-            ssl_handshake_timeout=config.limits.head_timeout, start_serving=False,
-            limit=256 * 1024,
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror}"
-        ) from exc
+    server = await _listen(config.listen_host, config.listen_port, ctx, config, front_ref)
     port = int(server.sockets[0].getsockname()[1])
+    member_front: list[HttpFrontEnd] = []
+    member_server = None
+    if member_at is not None:
+        try:
+            member_server = await _listen(*member_at, ctx, config, member_front)
+        except ConfigError:
+            server.close()
+            raise
     model = build_model(
         inventory, user=config.user, password=config.password,
         address=_public_address(config.listen_host), port=port,
@@ -223,6 +245,19 @@ async def serve(config: SimConfig) -> SimHost:
     dispatcher = XenApiDispatcher(model, backends)
     front = HttpFrontEnd(config.limits, dispatcher, ConsoleEndpoint(model, backends.socket_for))
     front_ref.append(front)
+    member = None
+    if member_server is not None and member_at is not None:
+        member_port = int(member_server.sockets[0].getsockname()[1])
+        master_address = _master_address(model.host.address, port, member_port)
+        member_front.append(HttpFrontEnd(
+            config.limits,
+            XenApiDispatcher(model, backends, master_address=master_address),
+            ConsoleEndpoint(model, backends.socket_for, host_ref=new_ref()),
+        ))
+        member = MemberHost(
+            member_server, member_front[0], member_port, _url(member_at[0], member_port),
+            master_address,
+        )
     running = [vm for vm in model.vms.values() if vm.consoles]
     results = await asyncio.gather(
         *(backends.start(vm) for vm in running), return_exceptions=True
@@ -232,7 +267,46 @@ async def serve(config: SimConfig) -> SimHost:
             log.error("console backend of %s failed to start: %s", vm.name_label, result)
     _quiet_tls_errors(asyncio.get_running_loop())
     await server.start_serving()
-    return SimHost(config, model, backends, server, front, port, certificate_fingerprint(cert))
+    if member is not None:
+        await member.server.start_serving()
+    return SimHost(
+        config, model, backends, server, front, port, certificate_fingerprint(cert), member
+    )
+
+
+async def _listen(
+    host: str, port: int, ctx: ssl.SSLContext, config: SimConfig, front: list[HttpFrontEnd]
+) -> asyncio.base_events.Server:
+    """A TLS listener (not yet serving) whose connections go to ``front[0]`` once set."""
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await front[0].handle_connection(reader, writer)
+
+    try:
+        return await asyncio.start_server(
+            on_connection, host, port, ssl=ctx,
+            ssl_handshake_timeout=config.limits.head_timeout, start_serving=False,
+            limit=256 * 1024,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}:{port}"
+
+
+def _master_address(address: str, master_port: int, member_port: int) -> str:
+    """What the member's HOST_IS_SLAVE names.
+
+    A real member names the master's address only (``Pool_role.get_master_address``):
+    every host of a pool listens on 443, and clients retry on the master with the
+    port they used for the member.  The sim does the same when master and member
+    share a port (different loopback addresses); otherwise it must add the
+    master's port, as ``address:port``, or such a client would come back to the member.
+    """
+    return address if master_port == member_port else f"{address}:{master_port}"
 
 
 def _public_address(listen_host: str) -> str:

@@ -74,11 +74,23 @@ def _as_bool(value: Any) -> bool:
 
 
 class XenApiDispatcher:
-    """Routes ``class.method`` calls to the model; one instance per host."""
+    """Routes ``class.method`` calls to the model; one instance per host.
 
-    def __init__(self, model: SimModel, power: PowerControl) -> None:
+    With ``master_address`` set it answers as a pool member (a "slave") does:
+    ``session.login_with_password`` fails with ``HOST_IS_SLAVE [master
+    address]`` whatever the credentials (``xapi_session.ml`` checks the pool
+    role before the password), and so does every call made with a valid
+    session, because the sessions of external clients are only honoured by
+    the master (``session_check.ml``); an unknown session is still
+    ``SESSION_INVALID``, and parameter counts are checked first as usual.
+    """
+
+    def __init__(
+        self, model: SimModel, power: PowerControl, *, master_address: str | None = None
+    ) -> None:
         self.model = model
         self.power = power
+        self.master_address = master_address
         self._methods: dict[str, tuple[int, Handler]] = {}
         self._power_lock = asyncio.Lock()  # one power transition at a time, like a task queue
         self._register()
@@ -142,6 +154,8 @@ class XenApiDispatcher:
             )
         else:
             self.model.session(params[0])
+        if self.master_address is not None:
+            raise XapiError("HOST_IS_SLAVE", [self.master_address])
         return await handler(params)
 
     def _generic(self, method: str) -> tuple[int, Handler] | None:
