@@ -38,6 +38,18 @@ export async function consoleUrl() {
 }
 
 // Reconnect with back-off (the VM may be rebooting): 1, 2, 4, 8, then every 10 s.
+// Show "connecting" and get a fresh WebSocket URL; null when a retry was scheduled instead
+// (or when the page is on its way to the sign-in page).
+export async function nextConsoleUrl(reconnector) {
+  setState('connecting', 'Connecting…');
+  try {
+    return await consoleUrl();
+  } catch (err) {
+    if (err.status !== 401) reconnector.schedule(err.message);
+    return null;
+  }
+}
+
 export class Reconnector {
   constructor(connect, maxAttempts = 90) {
     this.connect = connect;

@@ -1,6 +1,6 @@
 // Graphical console: noVNC's RFB library on our own page, over the gateway's WebSocket.
 import RFB from '/static/vendor/novnc/core/rfb.js';
-import { root, setState, consoleUrl, Reconnector, wireFullscreen } from './common.js';
+import { root, setState, nextConsoleUrl, Reconnector, wireFullscreen } from './common.js';
 
 const screen = document.getElementById('screen');
 const cad = document.getElementById('btn-cad');
@@ -14,14 +14,8 @@ let rfb = null;
 const reconnector = new Reconnector(connect);
 
 async function connect() {
-  setState('connecting', 'Connecting…');
-  let url;
-  try {
-    url = await consoleUrl();
-  } catch (err) {
-    if (err.status !== 401) reconnector.schedule(err.message);
-    return;
-  }
+  const url = await nextConsoleUrl(reconnector);
+  if (url === null) return;
   const conn = new RFB(screen, url, { wsProtocols: ['binary'], shared: true });
   rfb = conn;
   window.xcpRfb = conn;

@@ -1,7 +1,7 @@
 // Text console: xterm.js over the gateway's WebSocket (raw terminal bytes both ways).
 import { Terminal } from '/static/vendor/xterm/lib/xterm.mjs';
 import { FitAddon } from '/static/vendor/xterm-addon-fit/lib/addon-fit.mjs';
-import { setState, consoleUrl, Reconnector, wireFullscreen } from './common.js';
+import { setState, nextConsoleUrl, Reconnector, wireFullscreen } from './common.js';
 
 const term = new Terminal({ convertEol: false, scrollback: 5000, cursorBlink: true });
 const fit = new FitAddon();
@@ -26,14 +26,8 @@ term.onBinary((data) => {
 });
 
 async function connect() {
-  setState('connecting', 'Connecting…');
-  let url;
-  try {
-    url = await consoleUrl();
-  } catch (err) {
-    if (err.status !== 401) reconnector.schedule(err.message);
-    return;
-  }
+  const url = await nextConsoleUrl(reconnector);
+  if (url === null) return;
   const sock = new WebSocket(url, ['binary']);
   sock.binaryType = 'arraybuffer';
   ws = sock;
