@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -24,13 +26,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1",
+              proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until something accepts on ``port``; fail early if ``proc`` has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r:.80} exited with {proc.returncode} before listening")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raise the open-files limit to ``want`` (the hard one too when we may); returns the
+    soft limit now in force.  Children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        want = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
 
 
 def wait_path(path: Path, timeout: float = 20.0) -> None:
@@ -50,11 +71,15 @@ def need(tool: str) -> str:
 
 @contextlib.contextmanager
 def child(argv: Sequence[str], env: dict[str, str] | None = None,
-          quiet: bool = True) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a peer process in its own process group; kill the whole group on exit."""
-    out = subprocess.DEVNULL if quiet else None
+          stdout: IO[bytes] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a peer process in its own process group; kill the whole group on exit.
+
+    Its output goes to ``stdout`` (a log file) or nowhere: a full pipe would stall it.
+    """
+    out: IO[bytes] | int = stdout if stdout is not None else subprocess.DEVNULL
     proc = subprocess.Popen(list(argv), env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=out, start_new_session=True)
+                            stderr=subprocess.STDOUT if stdout is not None else out,
+                            start_new_session=True)
     try:
         yield proc
     finally:

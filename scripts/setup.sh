@@ -10,6 +10,7 @@ APT_PACKAGES=(
   socat xvfb xterm x11-xserver-utils x11-apps xdotool         # seed chain, X tools for tests
   chromium                                                    # browser tests (Playwright)
   console-setup-linux                                         # 8x16 VGA console font for vncterm
+  imagemagick                                                 # make bench: screen content
   nodejs npm                                                  # front-end assets (if missing)
 )
 
