@@ -100,6 +100,11 @@ def _master_url(current: str, master: str) -> str:
     return normalise_url(address if has_port else f"{address}:{port}")
 
 
+#: How a keep-alive connection the host closed while idle shows up on the next request.
+_DEAD_CONNECTION = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+                    BrokenPipeError, http.client.RemoteDisconnected)
+
+
 class XapiSession:
     """A logged-in XenAPI session; create with ``await XapiSession.login(settings)``."""
 
@@ -199,10 +204,20 @@ class XapiSession:
 
         def run() -> Any:
             with self._lock:
-                try:
-                    return self._sdk.xenapi_request(method, tuple(args))
-                except BaseException as exc:
-                    raise _map_error(exc, method) from None
+                for attempt in (1, 2):
+                    try:
+                        return self._sdk.xenapi_request(method, tuple(args))
+                    except _DEAD_CONNECTION as exc:
+                        # The host closed the idle keep-alive connection (xmlrpc.client
+                        # retries only some of the ways this shows): reconnect once.
+                        if attempt == 2:
+                            raise _map_error(exc, method) from None
+                        log.debug("%s: connection closed by the host; reconnecting", method)
+                        with contextlib.suppress(Exception):
+                            self._sdk.transport.close()
+                    except BaseException as exc:
+                        raise _map_error(exc, method) from None
+            raise AssertionError("unreachable")
 
         log.debug("call %s", method)
         return await asyncio.to_thread(run)
