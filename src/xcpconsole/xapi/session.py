@@ -238,7 +238,9 @@ class XapiSession:
 
     async def all_vms(self) -> list[VmInfo]:
         """Every VM that is not a template or snapshot, control domains included."""
-        vms, consoles = await self._records()
+        return self._vm_list(*await self._records())
+
+    def _vm_list(self, vms: dict[str, Any], consoles: dict[str, Any]) -> list[VmInfo]:
         out = []
         for ref, rec in vms.items():
             if not isinstance(rec, dict) or rec.get("is_a_template") or rec.get("is_a_snapshot"):
@@ -254,7 +256,10 @@ class XapiSession:
 
     async def find_vm(self, name_or_uuid: str) -> VmInfo:
         """The VM with that uuid or name-label; NotFoundError / AmbiguousError otherwise."""
-        vms = await self.all_vms()
+        return self._pick_vm(await self.all_vms(), name_or_uuid)
+
+    @staticmethod
+    def _pick_vm(vms: list[VmInfo], name_or_uuid: str) -> VmInfo:
         key = name_or_uuid.strip()
         by_uuid = [vm for vm in vms if vm.uuid.lower() == key.lower()]
         if by_uuid:
@@ -273,7 +278,11 @@ class XapiSession:
 
     async def consoles(self, vm: VmInfo | None = None) -> list[ConsoleInfo]:
         """Console records (all, or ``vm``'s), like ``xe console-list``."""
-        vms, consoles = await self._records()
+        return self._console_list(*await self._records(), vm)
+
+    @staticmethod
+    def _console_list(vms: dict[str, Any], consoles: dict[str, Any],
+                      vm: VmInfo | None) -> list[ConsoleInfo]:
         out = []
         for ref, rec in consoles.items():
             if not isinstance(rec, dict):
@@ -292,12 +301,14 @@ class XapiSession:
 
     async def find_console(self, vm: str, protocol: str = "rfb") -> ConsoleInfo:
         """The ``protocol`` console of VM ``vm`` (name or uuid); it must be running."""
-        info = await self.find_vm(vm)
+        # One snapshot of the records serves both lookups (each is a round trip to the host).
+        vms, consoles = await self._records()
+        info = self._pick_vm(self._vm_list(vms, consoles), vm)
         if info.power_state != "Running":
             raise TunnelError(
                 f"VM {info.name_label!r} is {info.power_state.lower()}: its console exists only "
                 "while it runs (start it first, e.g. xe vm-start uuid=" + info.uuid + ")")
-        found = [c for c in await self.consoles(info) if c.protocol == protocol]
+        found = [c for c in self._console_list(vms, consoles, info) if c.protocol == protocol]
         if not found:
             have = ", ".join(info.console_protocols) or "none"
             raise NotFoundError(f"VM {info.name_label!r} has no {protocol} console "
