@@ -25,6 +25,7 @@ from decoder_payloads import (
     encode_tight_jpeg,
     encode_zrle,
     expected_rgb,
+    pixel,
     pixels,
     random_values,
     u32,
@@ -111,6 +112,80 @@ def test_hextile_literal_two_tiles_with_carried_background() -> None:
     expect[1, 1:3] = [255, 0, 0]
     expect[0, 16] = [0, 0, 255]
     np.testing.assert_array_equal(fb[:3], expect)
+
+
+def _hextile_layers(pf: PixelFormat, tiles: list[list[tuple[int, int, int, int, int]]],
+                    bg: int) -> bytes:
+    """Tiles of coloured sub-rectangles (colour, x, y, w, h), drawn in list order."""
+    out = bytearray()
+    for i, rects in enumerate(tiles):
+        out += bytes([(2 if i == 0 else 0) | 8 | 16])
+        if i == 0:
+            out += pixel(pf, bg)
+        out += bytes([len(rects)])
+        for c, x, y, w, h in rects:
+            out += pixel(pf, c) + bytes([(x << 4) | y, ((w - 1) << 4) | (h - 1)])
+    return bytes(out)
+
+
+def _paint_naively(h: int, w: int, tiles: list[list[tuple[int, int, int, int, int]]],
+                   bg: int) -> np.ndarray:
+    vals = np.full((h, w), bg, dtype=np.int64)
+    ntx = (w + 15) // 16
+    for i, rects in enumerate(tiles):
+        tx, ty = (i % ntx) * 16, (i // ntx) * 16
+        for c, x, y, rw, rh in rects:
+            vals[ty + y:ty + y + rh, tx + x:tx + x + rw] = c
+    return vals
+
+
+@pytest.mark.parametrize("pf", [PF_BGRX, PF_XRGB_BE, PF_565, PF_233],
+                         ids=["bgrx", "xrgb_be", "565", "233"])
+def test_hextile_overlapping_subrects_last_one_wins(pf: PixelFormat) -> None:
+    """TigerVNC's encoder sends overlapping sub-rectangles; each pixel keeps the
+    colour of the last one covering it (as painting them in order would)."""
+    rng = np.random.default_rng(21)
+    w, h = 40, 20  # 3x2 tiles, the right and bottom ones short
+    colours = random_values(pf, 1, 64, rng, ncolours=9)[0]
+    tiles = []
+    for i in range(6):
+        tw, th = (16 if i % 3 < 2 else 8), (16 if i < 3 else 4)
+        rects = []
+        for _ in range(int(rng.integers(1, 60))):
+            x, y = int(rng.integers(0, tw)), int(rng.integers(0, th))
+            rects.append((int(colours[rng.integers(1, 9)]), x, y,
+                          int(rng.integers(1, tw - x + 1)), int(rng.integers(1, th - y + 1))))
+        tiles.append(rects)
+    fb = fresh_fb()
+    decode_whole(HextileDecoder(), _hextile_layers(pf, tiles, int(colours[0])), 5, 6, w, h,
+                 pf, fb)
+    assert_rect(fb, 5, 6, expected_rgb(pf, _paint_naively(h, w, tiles, int(colours[0]))))
+
+
+def test_hextile_many_full_tile_subrects_paint_in_bounded_chunks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """255 tile-sized sub-rectangles per tile expand to far more pixels than the
+    rectangle holds: they are painted in several bounded chunks, still in order."""
+    from xcpconsole.rfb.decoders import _common
+
+    chunks: list[int] = []
+    real_chunk = _common._scatter_chunk
+
+    def spy(flat: np.ndarray, starts: np.ndarray, stride: int, ws: np.ndarray,
+            areas: np.ndarray, colours: np.ndarray) -> None:
+        chunks.append(int(areas.sum()))
+        real_chunk(flat, starts, stride, ws, areas, colours)
+
+    monkeypatch.setattr(_common, "_scatter_chunk", spy)
+    pf = PF_BGRX
+    w, h = 64, 48
+    tiles = [[(k * 7 + i, 0, 0, 16, 16) for k in range(254)] + [(0x123456 + i, i % 16, 3, 1, 2)]
+             for i in range(12)]
+    fb = fresh_fb(64, 80)
+    decode_whole(HextileDecoder(), _hextile_layers(pf, tiles, 1), 0, 0, w, h, pf, fb)
+    assert_rect(fb, 0, 0, expected_rgb(pf, _paint_naively(h, w, tiles, 1)))
+    assert len(chunks) > 1 and max(chunks) <= 1 << 16
+    assert sum(chunks) == 12 * (254 * 256 + 2)
 
 
 def test_copyrect_overlapping_move() -> None:

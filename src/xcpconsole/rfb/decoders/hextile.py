@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import ProtocolError
 from ..constants import Encoding
 from ..pixelformat import RGB, PixelFormat
-from ._common import U32, PixelReader, check_rect, paint_rects, pixel_reader
+from ._common import I64, U32, PixelReader, check_rect, pixel_reader, scatter_rects
 
 RAW = 1
 BACKGROUND = 2
@@ -122,44 +122,89 @@ class HextileDecoder:
 
     def _paint(self, st: _Progress, data: memoryview, x: int, y: int, w: int, h: int,
                reader: PixelReader, fb: RGB) -> None:
-        if st.ntiles == 0:
-            return
-        ntx = st.ntx
-        grid = np.array(st.tile_bg, dtype=np.uint32).reshape(-1, ntx)
-        vals = np.ascontiguousarray(np.repeat(np.repeat(grid, 16, 0), 16, 1)[:h, :w])
-        for t, off in st.raw_tiles:
-            tx, ty = (t % ntx) * 16, (t // ntx) * 16
-            tw, th = min(16, w - tx), min(16, h - ty)
-            vals[ty:ty + th, tx:tx + tw] = reader.values(data, off, tw * th).reshape(th, tw)
-        if st.groups:
-            self._paint_subrects(st, data, w, h, reader, vals)
-        fb[y:y + h, x:x + w] = reader.rgb_of_values(vals)
+        """Build the rectangle tile by tile in a tile-major buffer, then convert once.
 
-    @staticmethod
-    def _paint_subrects(st: _Progress, data: memoryview, w: int, h: int,
-                        reader: PixelReader, vals: U32) -> None:
-        g = np.array([gr[:4] for gr in st.groups], dtype=np.int64)
-        fgs = np.array([gr[4] for gr in st.groups], dtype=np.uint32)
-        tiles, offs, counts, coloured = g[:, 0], g[:, 1], g[:, 2], g[:, 3].astype(bool)
-        bpp = reader.nbytes
-        total = int(counts.sum())
-        grp = np.repeat(np.arange(len(counts)), counts)
-        j = np.arange(total, dtype=np.int64) - (np.cumsum(counts) - counts)[grp]
-        col = coloured[grp]
-        base = offs[grp] + j * np.where(col, bpp + 2, 2)
-        xypos = base + np.where(col, bpp, 0)
-        buf = np.frombuffer(data, dtype=np.uint8, count=st.pos)
-        xy = buf[xypos].astype(np.int64)
-        wh = buf[xypos + 1].astype(np.int64)
-        sx, sy = xy >> 4, xy & 15
-        sw, sh = (wh >> 4) + 1, (wh & 15) + 1
-        t = tiles[grp]
-        tx, ty = (t % st.ntx) * 16, (t // st.ntx) * 16
-        if bool(((tx + sx + sw) > np.minimum(tx + 16, w)).any()
-                or ((ty + sy + sh) > np.minimum(ty + 16, h)).any()):
-            raise ProtocolError("Hextile: sub-rectangle outside its tile")
-        colours = fgs[grp]
-        if col.any():
-            cpos = base[col]
-            colours[col] = reader.values_of(buf[cpos[:, None] + np.arange(bpp)])
-        paint_rects(vals, tx + sx, ty + sy, sw, sh, colours)
+        Each tile owns 256 consecutive values, so a raw tile is one byte copy and
+        sub-rectangle pixels are ``tile * 256 + row * 16 + column`` for all tiles at
+        once (no per-tile NumPy calls: at 16x16 their overhead dwarfs the pixels).
+        """
+        ntx, ntiles = st.ntx, st.ntiles
+        nty = ntiles // ntx
+        tiles = np.empty((ntiles, 256), dtype=np.uint32)
+        tiles[:] = np.array(st.tile_bg, dtype=np.uint32)[:, None]
+        tw_last, th_last = w - 16 * (ntx - 1), h - 16 * (nty - 1)
+        if st.raw_tiles:
+            _paint_raw(tiles, st.raw_tiles, data, ntx, nty, tw_last, th_last, reader)
+        if st.groups:
+            _paint_subrects(tiles, st, data, ntx, nty, tw_last, th_last, reader)
+        vals = tiles.reshape(nty, ntx, 16, 16).transpose(0, 2, 1, 3).reshape(nty * 16, ntx * 16)
+        fb[y:y + h, x:x + w] = reader.rgb_of_values(vals)[:h, :w]
+
+
+def _tile_sizes(t: I64, ntx: int, nty: int, tw_last: int, th_last: int) -> tuple[I64, I64]:
+    tw = np.where(t % ntx == ntx - 1, tw_last, 16)
+    th = np.where(t // ntx == nty - 1, th_last, 16)
+    return tw, th
+
+
+def _paint_raw(tiles: U32, raw: list[tuple[int, int]], data: memoryview, ntx: int, nty: int,
+               tw_last: int, th_last: int, reader: PixelReader) -> None:
+    """Copy every raw tile's bytes into its slot: one memcpy per tile (one per row
+    for a tile narrower than 16), far cheaper than any per-tile NumPy call.
+
+    Native 32-bit pixels are copied straight into the value buffer; other formats
+    go through a staging buffer of wire pixels that is converted in one step.
+    A slot's positions outside a short or narrow edge tile are cropped later.
+    """
+    bpp = reader.nbytes
+    dtype = reader.pf.dtype
+    direct = dtype == np.dtype(np.uint32)
+    stage = tiles if direct else np.zeros(tiles.shape, dtype=dtype)
+    dst = stage.reshape(-1).view(np.uint8).data
+    src = data if data.format == "B" else data.cast("B")
+    slot, row = 256 * bpp, 16 * bpp
+    narrow_row = tw_last * bpp
+    last_row = (nty - 1) * ntx
+    for t, off in raw:
+        th = 16 if t < last_row else th_last
+        d = t * slot
+        if tw_last == 16 or t % ntx != ntx - 1:
+            n = th * row
+            dst[d:d + n] = src[off:off + n]
+        else:
+            for _ in range(th):
+                dst[d:d + narrow_row] = src[off:off + narrow_row]
+                d += row
+                off += narrow_row
+    if not direct:
+        which = np.array([t for t, _ in raw], dtype=np.int64)
+        tiles[which] = stage[which]
+
+
+def _paint_subrects(tiles: U32, st: _Progress, data: memoryview, ntx: int, nty: int,
+                    tw_last: int, th_last: int, reader: PixelReader) -> None:
+    g = np.array([gr[:4] for gr in st.groups], dtype=np.int64)
+    fgs = np.array([gr[4] for gr in st.groups], dtype=np.uint32)
+    gtiles, offs, counts, coloured = g[:, 0], g[:, 1], g[:, 2], g[:, 3].astype(bool)
+    bpp = reader.nbytes
+    total = int(counts.sum())
+    grp = np.repeat(np.arange(len(counts)), counts)
+    j = np.arange(total, dtype=np.int64) - (np.cumsum(counts) - counts)[grp]
+    col = coloured[grp]
+    base = offs[grp] + j * np.where(col, bpp + 2, 2)
+    xypos = base + np.where(col, bpp, 0)
+    buf = np.frombuffer(data, dtype=np.uint8, count=st.pos)
+    xy = buf[xypos].astype(np.int64)
+    wh = buf[xypos + 1].astype(np.int64)
+    sx, sy = xy >> 4, xy & 15
+    sw, sh = (wh >> 4) + 1, (wh & 15) + 1
+    t = gtiles[grp]
+    tw, th = _tile_sizes(t, ntx, nty, tw_last, th_last)
+    if bool(((sx + sw) > tw).any() or ((sy + sh) > th).any()):
+        raise ProtocolError("Hextile: sub-rectangle outside its tile")
+    colours = fgs[grp]
+    if col.any():
+        cpos = base[col]
+        colours[col] = reader.values_of(buf[cpos[:, None] + np.arange(bpp)])
+    scatter_rects(tiles.reshape(-1), t * 256 + sy * 16 + sx, 16, sw, sh, colours,
+                  limit=max(4 * tiles.size, 1 << 16))
