@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..errors import TunnelError, XcpConsoleError
 from .tunnel import DEFAULT_BUFSIZE, connect_console
@@ -37,7 +37,8 @@ class _Side(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport (asyncio's or uvloop's, which do not subclass asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self.link.bufsize)
         if self is self.link.local:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, urlsplit
 
 from ..errors import NetworkError, TunnelError, XcpConsoleError
@@ -73,7 +73,8 @@ class _ReplyHeadProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport (asyncio's or uvloop's, which do not subclass asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def _fail(self, exc: BaseException) -> None:
