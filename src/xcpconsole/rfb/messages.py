@@ -202,6 +202,28 @@ def pack_client_xvp(code: int, version: int = 1) -> bytes:
     return _XVP.pack(ClientMsg.XVP, version, code)
 
 
+def _parse_cut_text(data: Buffer, what: str, state: object) -> tuple[str, int] | None:
+    """Text and size of a Client/ServerCutText at ``data[0]``, None if incomplete."""
+    if len(data) < 8:
+        return None
+    length = _U32.unpack_from(data, 4)[0]
+    if length > MAX_CUT_TEXT:
+        # includes the negative lengths of the extended clipboard we never announced
+        raise LimitExceededError(
+            f"{what} of {length} bytes in state {state} (limit {MAX_CUT_TEXT})")
+    if len(data) < 8 + length:
+        return None
+    return bytes(data[8:8 + length]).decode("latin-1"), 8 + length
+
+
+def _parse_xvp(data: Buffer) -> tuple[int, int] | None:
+    """(version, code) of an XVP message at ``data[0]``, None if incomplete."""
+    if len(data) < _XVP.size:
+        return None
+    _, version, code = _XVP.unpack_from(data, 0)
+    return version, code
+
+
 def parse_client_message(
     data: Buffer, state: str
 ) -> tuple[ev.ServerEvent | SetDesktopSizeRequest, int] | None:
@@ -247,22 +269,11 @@ def parse_client_message(
         _, mask, x, y = _POINTER.unpack_from(data, 0)
         return ev.PointerEvent(mask, x, y), _POINTER.size
     if kind == ClientMsg.CLIENT_CUT_TEXT:
-        if n < 8:
-            return None
-        length = _U32.unpack_from(data, 4)[0]
-        if length > MAX_CUT_TEXT:
-            # includes the negative lengths of the extended clipboard we never announced
-            raise LimitExceededError(
-                f"ClientCutText of {length} bytes in state {state} (limit {MAX_CUT_TEXT})"
-            )
-        if n < 8 + length:
-            return None
-        return ev.ClientCutText(bytes(data[8:8 + length]).decode("latin-1")), 8 + length
+        text = _parse_cut_text(data, "ClientCutText", state)
+        return None if text is None else (ev.ClientCutText(text[0]), text[1])
     if kind == ClientMsg.XVP:
-        if n < _XVP.size:
-            return None
-        _, version, code = _XVP.unpack_from(data, 0)
-        return ev.XvpRequest(version, code), _XVP.size
+        xvp = _parse_xvp(data)
+        return None if xvp is None else (ev.XvpRequest(*xvp), _XVP.size)
     if kind == SET_DESKTOP_SIZE:
         if n < 8:
             return None
@@ -379,19 +390,9 @@ def parse_server_message(
     if kind == ServerMsg.BELL:
         return ev.Bell(), 1
     if kind == ServerMsg.SERVER_CUT_TEXT:
-        if n < 8:
-            return None
-        length = _U32.unpack_from(data, 4)[0]
-        if length > MAX_CUT_TEXT:
-            raise LimitExceededError(
-                f"ServerCutText of {length} bytes in state {state} (limit {MAX_CUT_TEXT})"
-            )
-        if n < 8 + length:
-            return None
-        return ev.ServerCutText(bytes(data[8:8 + length]).decode("latin-1")), 8 + length
+        text = _parse_cut_text(data, "ServerCutText", state)
+        return None if text is None else (ev.ServerCutText(text[0]), text[1])
     if kind == ServerMsg.XVP:
-        if n < _XVP.size:
-            return None
-        _, version, code = _XVP.unpack_from(data, 0)
-        return ev.XvpMessage(version, code), _XVP.size
+        xvp = _parse_xvp(data)
+        return None if xvp is None else (ev.XvpMessage(*xvp), _XVP.size)
     raise UnsupportedError(f"unknown server message type {kind} in state {state}")
