@@ -223,6 +223,7 @@ def screenshot_times(port: int, picture: np.ndarray, runs: int = SCREENSHOT_RUNS
 
 def run() -> list[Result]:
     from xcpconsole.rfb.constants import Encoding as E
+    from xcpconsole.rfb.constants import jpeg_quality
 
     results: list[Result] = []
     with xvnc_with_content(1024, 768) as (port, picture):
@@ -236,7 +237,7 @@ def run() -> list[Result]:
         "Hextile": [E.HEXTILE],
         "ZRLE": [E.ZRLE],
         "Tight": [E.TIGHT],
-        "Tight+JPEG q8": [E.TIGHT, E.JPEG_QUALITY_0 + 8],
+        "Tight+JPEG q8": [E.TIGHT, jpeg_quality(8)],
     }
     reference: np.ndarray | None = None
     w, h = 1920, 1080

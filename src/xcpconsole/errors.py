@@ -36,6 +36,14 @@ class UnsupportedError(ProtocolError):
     """A peer asked for a version, security type or encoding we do not implement."""
 
 
+class UsageError(XcpConsoleError):
+    """The caller used an API out of order or with impossible arguments (e.g. asked a
+    protocol machine for an update before its handshake ended): our fault, not the peer's,
+    hence deliberately not a :class:`ProtocolError`."""
+
+    exit_code = 2
+
+
 class AuthError(XcpConsoleError):
     """Credentials were refused (XenAPI login, VNC password, web login)."""
 

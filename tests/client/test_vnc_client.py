@@ -16,8 +16,11 @@ import pytest
 from PIL import Image
 
 from xcpconsole.errors import NetworkError
-from xcpconsole.net.vnc import VncClient, open_vnc
+from xcpconsole.net import vnc as vnc_module
+from xcpconsole.net.vnc import VncClient, open_vnc, parse_encodings
 from xcpconsole.rfb import events as ev
+from xcpconsole.rfb.client import ClientConnection
+from xcpconsole.rfb.constants import DEFAULT_ENCODINGS, DEFAULT_PSEUDO_ENCODINGS
 from xcpconsole.rfb.server import ServerConnection
 
 Handler = Callable[[ServerConnection, object, asyncio.StreamWriter], Awaitable[None]]
@@ -176,3 +179,36 @@ async def test_server_closing_is_a_network_error(serve) -> None:  # type: ignore
         await vnc.screenshot(timeout=5)
     with pytest.raises(NetworkError):
         await vnc.press("Return")
+
+
+async def test_default_encodings_are_the_one_list(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeServer(lambda conn, event, w: _answer_full(conn, event))
+    vnc = await serve(fake)
+    await vnc.screenshot()
+    sent = [e.encodings for e in fake.events if isinstance(e, ev.SetEncodings)]
+    assert sent == [tuple(DEFAULT_ENCODINGS)]
+    assert vnc.requested_encodings == ClientConnection().encodings == tuple(DEFAULT_ENCODINGS)
+    assert vnc_module.DEFAULT_ENCODINGS is DEFAULT_ENCODINGS
+    # a variant names its pixel encodings and takes the pseudo-encodings from the list
+    assert parse_encodings("raw") == [0, *DEFAULT_PSEUDO_ENCODINGS]
+
+
+async def test_stats_are_the_state_machines_own_counters(serve) -> None:  # type: ignore[no-untyped-def]
+    vnc = await serve(FakeServer(lambda conn, event, w: _answer_full(conn, event)))
+    await vnc.screenshot()
+    counted = vnc._conn.stats
+    assert vnc.stats == counted
+    zrle = 16  # what ServerConnection picks from the default list
+    assert vnc.stats.updates == 1 and vnc.stats.rects == {zrle: 1}
+    assert vnc.stats.pixel_bytes == 64 * 48 * 4
+    assert vnc.stats.bytes_received > vnc.stats.wire_bytes > 4 + 12
+    first = vnc.stats
+    info = await vnc.info(seconds=0.2)  # counts from here on
+    assert info.stats.updates == counted.updates - 1 >= 1
+    assert info.stats.rects == {zrle: info.stats.updates}
+    assert info.stats.pixel_bytes == info.stats.updates * 64 * 48 * 4
+    assert info.stats.wire_bytes == counted.wire_bytes - first.wire_bytes
+    assert info.stats.ratio == info.stats.pixel_bytes / info.stats.wire_bytes
+    text = "\n".join(info.lines())
+    assert f"updates:        {info.stats.updates}" in text
+    assert f"(socket {info.stats.bytes_received})" in text

@@ -8,7 +8,13 @@ import struct
 import numpy as np
 import pytest
 
-from xcpconsole.errors import AuthError, LimitExceededError, ProtocolError, UnsupportedError
+from xcpconsole.errors import (
+    AuthError,
+    LimitExceededError,
+    ProtocolError,
+    UnsupportedError,
+    UsageError,
+)
 from xcpconsole.rfb import events as ev
 from xcpconsole.rfb.client import ClientConnection, ClientState
 from xcpconsole.rfb.constants import Encoding
@@ -137,7 +143,9 @@ def test_wrong_password(version: tuple[int, int]) -> None:
     sev: list[object] = []
     with pytest.raises(AuthError, match="authentication failed"):
         pump(server, client, sev)
-    assert client.state is ClientState.CLOSED
+    assert client.state is ClientState.ERROR  # final: more bytes are refused, with the reason
+    with pytest.raises(ProtocolError, match="already failed: VNC authentication failed"):
+        client.receive_data(b"\0")
     assert sev == [ev.AuthFailed("authentication failed")]
 
 
@@ -334,7 +342,7 @@ def test_server_init_bounds() -> None:
 
 
 def test_requests_before_handshake_fail() -> None:
-    with pytest.raises(ProtocolError, match="state VERSION"):
+    with pytest.raises(UsageError, match="state VERSION"):
         ClientConnection().request_update()
 
 

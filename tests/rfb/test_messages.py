@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from xcpconsole.errors import AuthError, LimitExceededError, ProtocolError, UnsupportedError
 from xcpconsole.rfb import events as ev
+from xcpconsole.rfb import handshake as hs
 from xcpconsole.rfb import messages as msg
 from xcpconsole.rfb.client import ClientConnection
 from xcpconsole.rfb.pixelformat import BGRX32, RGB565
@@ -53,19 +54,19 @@ def test_server_message_prefixes(data: bytes, event: object) -> None:
 
 
 def test_exact_bytes() -> None:
-    assert msg.pack_version((3, 8)) == b"RFB 003.008\n"
+    assert hs.pack_version((3, 8)) == b"RFB 003.008\n"
     assert msg.pack_key_event(True, 0x41) == b"\x04\x01\x00\x00\x00\x00\x00\x41"
     assert msg.pack_rect_header(1, 2, 3, 4, -239) == struct.pack(">HHHHi", 1, 2, 3, 4, -239)
-    assert msg.pack_security_result(False, "no", (3, 8)) == b"\0\0\0\1\0\0\0\2no"
-    assert msg.pack_security_result(False, "no", (3, 7)) == b"\0\0\0\1"
-    assert msg.pack_security_result(True, "", (3, 8)) == b"\0\0\0\0"
-    init = msg.pack_server_init(640, 480, BGRX32, "n")
+    assert hs.pack_security_result(False, "no", (3, 8)) == b"\0\0\0\1\0\0\0\2no"
+    assert hs.pack_security_result(False, "no", (3, 7)) == b"\0\0\0\1"
+    assert hs.pack_security_result(True, "", (3, 8)) == b"\0\0\0\0"
+    init = hs.pack_server_init(640, 480, BGRX32, "n")
     assert init == b"\x02\x80\x01\xe0" + BGRX32.pack() + b"\0\0\0\1n"
-    assert msg.parse_server_init(init) == (msg.ServerInitFields(640, 480, BGRX32, "n"), 25)
-    assert msg.parse_server_init(init[:-1]) is None
+    assert hs.parse_server_init(init) == (hs.ServerInitFields(640, 480, BGRX32, "n"), 25)
+    assert hs.parse_server_init(init[:-1]) is None
     assert msg.parse_rect_header(bytes(11)) is None
-    assert msg.parse_reason(b"\0\0\0\3ab") is None
-    assert msg.parse_reason(b"\0\0\0\3abc") == ("abc", 7)
+    assert hs.parse_reason(b"\0\0\0\3ab") is None
+    assert hs.parse_reason(b"\0\0\0\3abc") == ("abc", 7)
 
 
 @pytest.mark.parametrize(("major", "minor", "eff"), [
@@ -73,23 +74,23 @@ def test_exact_bytes() -> None:
     (3, 10, (3, 3)), (4, 0, (3, 8)),
 ])
 def test_effective_version(major: int, minor: int, eff: tuple[int, int]) -> None:
-    assert msg.effective_version(major, minor, "peer") == eff
+    assert hs.effective_version(major, minor, "peer") == eff
 
 
 def test_versions_below_33() -> None:
     for major, minor in ((3, 2), (2, 9), (0, 0)):
         with pytest.raises(UnsupportedError):
-            msg.effective_version(major, minor, "peer")
-    assert msg.parse_version(b"RFB 003.889\n", "peer") == (3, 889)
+            hs.effective_version(major, minor, "peer")
+    assert hs.parse_version(b"RFB 003.889\n", "peer") == (3, 889)
     with pytest.raises(ProtocolError, match="malformed"):
-        msg.parse_version(b"RFB 3.8\n\n\n\n\n", "peer")
+        hs.parse_version(b"RFB 3.8\n\n\n\n\n", "peer")
 
 
 def test_bounds() -> None:
     with pytest.raises(LimitExceededError, match="reason"):
-        msg.parse_reason(struct.pack(">I", 1 << 20))
+        hs.parse_reason(struct.pack(">I", 1 << 20))
     with pytest.raises(LimitExceededError, match="desktop name"):
-        msg.parse_server_init(struct.pack(">HH16sI", 1, 1, BGRX32.pack(), 1 << 31))
+        hs.parse_server_init(struct.pack(">HH16sI", 1, 1, BGRX32.pack(), 1 << 31))
     with pytest.raises(LimitExceededError):
         msg.parse_server_message(b"\x03\0\0\0\xff\xff\xff\xff", "NORMAL")
     with pytest.raises(UnsupportedError, match="type 200 in state X"):

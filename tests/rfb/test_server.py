@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from xcpconsole.errors import LimitExceededError, ProtocolError, UnsupportedError
+from xcpconsole.errors import LimitExceededError, ProtocolError, UnsupportedError, UsageError
 from xcpconsole.rfb import events as ev
 from xcpconsole.rfb.auth import vnc_auth_response
 from xcpconsole.rfb.constants import Encoding
@@ -291,7 +291,7 @@ def test_copyrect_and_fallback() -> None:
     assert conn.data_to_send() == (
         b"\x00\x00\x00\x01" + struct.pack(">HHHHi", 3, 1, 1, 1, 0) + bytes([23, 22, 21, 0])
     )
-    with pytest.raises(ProtocolError, match="leaves"):
+    with pytest.raises(UsageError, match="leaves"):
         conn.send_update(fb, [], copies=[CopyRegion(3, 0, 0, 0, 2, 1)])
 
 
@@ -330,7 +330,7 @@ def test_desktop_size() -> None:
 
 def test_sending_before_handshake_is_an_error() -> None:
     conn = ServerConnection(width=4, height=2, name="vm")
-    with pytest.raises(ProtocolError, match="state VERSION"):
+    with pytest.raises(UsageError, match="state VERSION"):
         conn.send_bell()
 
 

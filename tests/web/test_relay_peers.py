@@ -19,7 +19,7 @@ import pytest
 
 from xcpconsole.net.vnc import open_vnc
 from xcpconsole.rfb.constants import Encoding
-from xcpconsole.web.rfbframe import RfbRelayFramer
+from xcpconsole.rfb.framer import RfbRelayFramer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "peers"))
 

@@ -21,23 +21,33 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from ..errors import NetworkError, ProtocolError, UnsupportedError, XcpConsoleError
+from ..errors import NetworkError, ProtocolError, UnsupportedError, UsageError, XcpConsoleError
 from ..rfb import events as ev
-from ..rfb.client import ClientConnection
-from ..rfb.constants import MAX_FRAMEBUFFER_PIXELS, Encoding, SecurityType
+from ..rfb.client import ClientConnection, ClientStats
+from ..rfb.constants import (
+    DEFAULT_ENCODINGS,
+    DEFAULT_PSEUDO_ENCODINGS,
+    MAX_FRAMEBUFFER_PIXELS,
+    Encoding,
+    SecurityType,
+    compress_level,
+    compress_level_of,
+    jpeg_quality,
+    jpeg_quality_of,
+)
 from ..rfb.pixelformat import BGRX32, RGB, PixelFormat
 from .keysyms import KEYSYM_NAMES, US_SHIFTED, char_to_keysym, parse_combo
 from .vnctarget import NotATargetError, VncAddress, looks_like_target, parse_target
 
 __all__ = [
-    "DEFAULT_ENCODINGS", "NotATargetError", "VncAddress", "VncClient", "VncInfo", "VncStats",
+    "DEFAULT_ENCODINGS", "ClientStats", "NotATargetError", "VncAddress", "VncClient", "VncInfo",
     "encoding_name", "looks_like_target", "open_vnc", "parse_encodings", "parse_target",
 ]
 
@@ -57,22 +67,10 @@ _DISPLAY_NAMES: dict[int, str] = {
 _PSEUDO_NAMES: dict[int, str] = {
     Encoding.DESKTOP_SIZE: "DesktopSize", Encoding.LAST_RECT: "LastRect",
     Encoding.CURSOR: "Cursor", Encoding.EXTENDED_DESKTOP_SIZE: "ExtendedDesktopSize",
-    Encoding.XVP: "XVP",
+    Encoding.XVP: "XVP", Encoding.DESKTOP_NAME: "DesktopName",
+    Encoding.QEMU_EXTENDED_KEY_EVENT: "QEMUExtendedKeyEvent",
+    Encoding.QEMU_LED_STATE: "QEMULEDState",
 }
-
-#: Default preference, best first.  The server uses the first one it implements, so the
-#: order is the choice: Tight (lossless unless a JPEG quality is asked for) compresses
-#: best and decodes in big zlib + NumPy strokes; ZRLE is what QEMU, Xvnc and our simulated
-#: host all speak and is nearly as compact; Hextile and Zlib for older servers (vncterm);
-#: RRE before Raw; CopyRect first because it is free when a window moves.
-DEFAULT_ENCODINGS: tuple[int, ...] = (
-    Encoding.COPYRECT, Encoding.TIGHT, Encoding.ZRLE, Encoding.HEXTILE, Encoding.ZLIB,
-    Encoding.RRE, Encoding.RAW,
-)
-#: Pseudo-encodings always announced: screen size changes and Tight's open-ended rect count.
-#: Not Cursor: servers then leave the pointer out of the frame buffer, and screenshots
-#: should show what a person sees.
-DEFAULT_PSEUDO: tuple[int, ...] = (Encoding.DESKTOP_SIZE, Encoding.LAST_RECT)
 
 
 def encoding_name(number: int) -> str:
@@ -81,17 +79,18 @@ def encoding_name(number: int) -> str:
         return _DISPLAY_NAMES[number]
     if number in _PSEUDO_NAMES:
         return _PSEUDO_NAMES[number]
-    if -32 <= number <= -23:
-        return f"JPEGQuality{number + 32}"
-    if -256 <= number <= -247:
-        return f"CompressLevel{number + 256}"
+    if (quality := jpeg_quality_of(number)) is not None:
+        return f"JPEGQuality{quality}"
+    if (level := compress_level_of(number)) is not None:
+        return f"CompressLevel{level}"
     return f"encoding {number}"
 
 
 def parse_encodings(spec: str | Sequence[str]) -> list[int]:
     """Encoding numbers from ``"tight,zrle,raw"`` (plus ``jpeg=Q`` / ``compress=N`` levels).
 
-    Order is preference.  DesktopSize and LastRect are always added.
+    Order is preference.  The default pseudo-encodings (DesktopSize and LastRect, see
+    :data:`~xcpconsole.rfb.constants.DEFAULT_PSEUDO_ENCODINGS`) are always added.
     """
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[int] = []
@@ -101,9 +100,8 @@ def parse_encodings(spec: str | Sequence[str]) -> list[int]:
             continue
         m = re.fullmatch(r"(jpeg|quality|compress)=(\d)", name)
         if m:
-            base = Encoding.JPEG_QUALITY_0 if m.group(1) != "compress" else \
-                Encoding.COMPRESS_LEVEL_0
-            out.append(base + int(m.group(2)))
+            level = int(m.group(2))
+            out.append(compress_level(level) if m.group(1) == "compress" else jpeg_quality(level))
         elif name in ENCODING_NAMES:
             out.append(ENCODING_NAMES[name])
         else:
@@ -113,22 +111,7 @@ def parse_encodings(spec: str | Sequence[str]) -> list[int]:
     if not any(e >= 0 for e in out):
         raise UnsupportedError("no real encoding given (at least one of "
                                f"{', '.join(ENCODING_NAMES)})")
-    return out + [p for p in DEFAULT_PSEUDO if p not in out]
-
-
-@dataclass
-class VncStats:
-    """What the server sent since the last reset."""
-
-    updates: int = 0
-    rects: dict[int, int] = field(default_factory=dict)
-    pixel_bytes: int = 0  # uncompressed size of the rectangles in the client pixel format
-    wire_bytes: int = 0  # encoded rectangle payloads as received
-    socket_bytes: int = 0  # everything read from the socket
-
-    @property
-    def ratio(self) -> float:
-        return self.pixel_bytes / self.wire_bytes if self.wire_bytes else 0.0
+    return out + [int(p) for p in DEFAULT_PSEUDO_ENCODINGS if p not in out]
 
 
 @dataclass(frozen=True)
@@ -144,7 +127,7 @@ class VncInfo:
     pixel_format: PixelFormat
     requested_encodings: tuple[int, ...]
     seconds: float
-    stats: VncStats
+    stats: ClientStats
 
     def lines(self) -> list[str]:
         """The report as text lines (what the seed's viewer printed, plus statistics)."""
@@ -170,7 +153,7 @@ class VncInfo:
             f"  updates:        {s.updates}",
             f"  rectangles:     {sum(s.rects.values())} ({used or 'none'})",
             f"  pixel bytes:    {s.pixel_bytes}",
-            f"  wire bytes:     {s.wire_bytes} (socket {s.socket_bytes})",
+            f"  wire bytes:     {s.wire_bytes} (socket {s.bytes_received})",
             f"  ratio:          {s.ratio:.1f}:1",
         ]
         return out
@@ -203,23 +186,23 @@ async def open_vnc(
     ``target`` is an address string (see :func:`parse_target`), a :class:`VncAddress`
     or an already open ``(reader, writer)`` pair such as the one from the console
     tunnel.  ``encodings`` is a preference list (numbers or ``"tight,zrle"``); None
-    means :data:`DEFAULT_ENCODINGS`.  ``pixel_format`` None keeps the server's.
+    means :data:`~xcpconsole.rfb.constants.DEFAULT_ENCODINGS`, the default of every
+    client.  ``pixel_format`` None keeps the server's.
     Raises AuthError (wrong or missing password), NetworkError (cannot connect,
     timeout, closed) or ProtocolError (the server broke RFB).
     """
     if isinstance(encodings, str):
         encodings = parse_encodings(encodings)
-    elif encodings is None:
-        encodings = [*DEFAULT_ENCODINGS, *DEFAULT_PSEUDO]
     try:
-        conn = ClientConnection(password=password, shared=shared, encodings=list(encodings),
+        conn = ClientConnection(password=password, shared=shared,
+                                encodings=None if encodings is None else list(encodings),
                                 pixel_format=pixel_format, max_pixels=max_pixels)
     except BaseException:
         if isinstance(target, tuple):
             target[1].close()
         raise
     streams = target if isinstance(target, tuple) else await _connect(target, timeout)
-    client = VncClient(streams[0], streams[1], conn, tuple(encodings), timeout)
+    client = VncClient(streams[0], streams[1], conn, conn.encodings, timeout)
     try:
         await client._wait_ready(timeout)
     except BaseException:
@@ -251,7 +234,7 @@ class VncClient:
         self._conn = conn
         self.requested_encodings = encodings
         self.timeout = timeout
-        self.stats = VncStats()
+        self._stats_base = ClientStats()
         self.cut_text: str | None = None
         self._failure: XcpConsoleError | None = None
         self._ready: asyncio.Future[ev.ServerInitReceived] = \
@@ -266,6 +249,12 @@ class VncClient:
         self._task = asyncio.create_task(self._read_loop(), name="vnc-reader")
 
     # -- facts about the connection ------------------------------------------
+    @property
+    def stats(self) -> ClientStats:
+        """What the server sent since the connection opened or :meth:`info` began
+        measuring: the state machine's own counters (nothing is counted twice)."""
+        return self._conn.stats.since(self._stats_base)
+
     @property
     def width(self) -> int:
         return self._conn.width
@@ -290,7 +279,7 @@ class VncClient:
     def server_pixel_format(self) -> PixelFormat:
         pf = self._conn.server_pixel_format
         if pf is None:
-            raise ProtocolError("no pixel format before ServerInit")
+            raise UsageError("no pixel format before ServerInit")
         return pf
 
     @property
@@ -303,7 +292,7 @@ class VncClient:
         """A copy of the frame buffer as last updated (no request is made)."""
         fb: RGB | None = self._conn.framebuffer
         if fb is None:
-            raise ProtocolError("no frame buffer before ServerInit")
+            raise UsageError("no frame buffer before ServerInit")
         return fb.copy()
 
     # -- reading -------------------------------------------------------------
@@ -311,7 +300,6 @@ class VncClient:
         try:
             while True:
                 data = await self._reader.read(_READ_SIZE)
-                self.stats.socket_bytes += len(data)
                 self._conn.receive_data(data)
                 await self._drain_events()
                 self._flush()
@@ -352,15 +340,9 @@ class VncClient:
 
     def _on_update(self, event: ev.FramebufferUpdated) -> None:
         self._update_seq += 1
-        st = self.stats
-        st.updates += 1
-        bpp = self.pixel_format.bytes_per_pixel
-        for r in event.rects:
-            st.rects[r.encoding] = st.rects.get(r.encoding, 0) + 1
-            st.wire_bytes += r.wire_bytes
-            if r.encoding >= 0:
-                st.pixel_bytes += r.width * r.height * bpp
-                if self._coverage is not None:
+        if self._coverage is not None:
+            for r in event.rects:
+                if r.encoding >= 0:
                     self._coverage[r.y:r.y + r.height, r.x:r.x + r.width] = True
         if (self._coverage is not None and self._shot is not None and not self._shot.done()
                 and bool(self._coverage.all())):
@@ -467,7 +449,7 @@ class VncClient:
 
     async def info(self, seconds: float = 0.0) -> VncInfo:
         """Connection facts; with ``seconds`` > 0, also a full frame then updates for that long."""
-        self.stats = VncStats()
+        self._stats_base = self._conn.stats.snapshot()
         if seconds > 0:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds

@@ -5,6 +5,10 @@ send ``data_to_send()``.  The handshake (3.3 / 3.7 / 3.8, security None or
 VNC Authentication) runs by itself; at ``ServerInitReceived`` our pixel format
 and encodings are already queued, then call ``request_update()``.
 
+Any exception raised while reading the server's bytes moves the machine to
+``ClientState.ERROR``, which refuses further input with a ProtocolError that says
+why; asking for something before the handshake ended raises UsageError.
+
 Incoming bytes live in one bytearray read through a moving offset; decoders
 get a memoryview of it (no copy of big payloads), so a large Raw rectangle
 arriving in many chunks is converted once, straight into ``framebuffer``.
@@ -14,16 +18,25 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
 
-from ..errors import AuthError, LimitExceededError, ProtocolError, UnsupportedError
+from ..errors import AuthError, LimitExceededError, ProtocolError, UnsupportedError, UsageError
 from . import events as ev
+from . import handshake as hs
 from . import messages as msg
 from .auth import CHALLENGE_LEN, vnc_auth_response
-from .constants import MAX_DIMENSION, MAX_FRAMEBUFFER_PIXELS, Encoding, SecurityType
+from .constants import (
+    DEFAULT_ENCODINGS,
+    MAX_DIMENSION,
+    MAX_FRAMEBUFFER_PIXELS,
+    DesktopSizeStatus,
+    Encoding,
+    SecurityType,
+    XvpCode,
+)
 from .decoders import RectDecoder, make_decoders
 from .pixelformat import BGRX32, RGB, PixelFormat
 
@@ -32,10 +45,6 @@ __all__ = ["ClientConnection", "ClientState", "ClientStats"]
 #: Cursor shapes larger than this are refused (real cursors are at most 256x256).
 MAX_CURSOR_DIMENSION = 1024
 
-_PSEUDO = (Encoding.DESKTOP_SIZE, Encoding.EXTENDED_DESKTOP_SIZE, Encoding.LAST_RECT,
-           Encoding.CURSOR, Encoding.XVP)
-_PREFERENCE = (Encoding.ZRLE, Encoding.TIGHT, Encoding.HEXTILE, Encoding.ZLIB, Encoding.RRE,
-               Encoding.COPYRECT, Encoding.RAW)
 _COMPACT_AT = 1 << 16
 
 
@@ -46,18 +55,43 @@ class ClientState(Enum):
     SECURITY_RESULT = "SECURITY_RESULT"
     SERVER_INIT = "SERVER_INIT"
     NORMAL = "NORMAL"
-    CLOSED = "CLOSED"
+    CLOSED = "CLOSED"  # the server closed the connection (EOF)
+    ERROR = "ERROR"  # something raised while reading the server's bytes; final
 
 
 @dataclass
 class ClientStats:
-    """Counters of what the server sent, for benchmarks and the status line."""
+    """Counters of what the server sent, for benchmarks and the status line.
+
+    The only place these are counted; readers wanting counts over a period take a
+    :meth:`snapshot` and later ask for :meth:`since` it.
+    """
 
     updates: int = 0
     rects: dict[int, int] = field(default_factory=dict)  # encoding -> count
     pixel_bytes: int = 0  # w*h*bytes-per-pixel of pixel rectangles (their Raw size)
     wire_bytes: int = 0  # bytes of FramebufferUpdate messages (headers + payloads)
-    bytes_received: int = 0
+    bytes_received: int = 0  # everything fed to receive_data
+
+    @property
+    def ratio(self) -> float:
+        """Raw size over wire size of the updates (the compression achieved)."""
+        return self.pixel_bytes / self.wire_bytes if self.wire_bytes else 0.0
+
+    def snapshot(self) -> ClientStats:
+        """An independent copy of the counters as they are now."""
+        return replace(self, rects=dict(self.rects))
+
+    def since(self, earlier: ClientStats) -> ClientStats:
+        """What was counted after ``earlier`` (a :meth:`snapshot` of these counters)."""
+        rects = {e: n - earlier.rects.get(e, 0) for e, n in self.rects.items()}
+        return ClientStats(
+            updates=self.updates - earlier.updates,
+            rects={e: n for e, n in rects.items() if n},
+            pixel_bytes=self.pixel_bytes - earlier.pixel_bytes,
+            wire_bytes=self.wire_bytes - earlier.wire_bytes,
+            bytes_received=self.bytes_received - earlier.bytes_received,
+        )
 
 
 class ClientConnection:
@@ -73,8 +107,7 @@ class ClientConnection:
                 raise UnsupportedError("the client decodes true-colour pixel formats only")
         self._decoders: dict[int, RectDecoder] = make_decoders()
         if encodings is None:
-            encodings = [int(e) for e in _PREFERENCE if e in self._decoders]
-            encodings += [int(e) for e in _PSEUDO]
+            encodings = [int(e) for e in DEFAULT_ENCODINGS]
         for e in encodings:
             if e >= 0 and e not in self._decoders:
                 raise UnsupportedError(f"no decoder for encoding {e}")
@@ -83,6 +116,8 @@ class ClientConnection:
         self.shared = shared
         self.max_pixels = max_pixels
         self.state = ClientState.VERSION
+        #: what moved the machine to ERROR
+        self.error: BaseException | None = None
         self.framebuffer: RGB | None = None
         self.width = 0
         self.height = 0
@@ -96,7 +131,7 @@ class ClientConnection:
         self._buf = bytearray()
         self._pos = 0
         self._out = bytearray()
-        self._events: deque[ev.ClientEvent] = deque()
+        self._events: deque[ev.EventFromServer] = deque()
         # FramebufferUpdate in progress
         self._rects_left = 0
         self._in_update = False
@@ -106,6 +141,8 @@ class ClientConnection:
     # -- I/O ------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the server (``b""`` means the server closed)."""
+        if self.state is ClientState.ERROR:
+            raise self._already_failed()
         if self.state is ClientState.CLOSED:
             return
         if not data:
@@ -122,18 +159,28 @@ class ClientConnection:
             self._buf = bytearray(memoryview(self._buf)[self._pos:]) + data
             self._pos = 0
 
-    def next_event(self) -> ev.ClientEvent | None:
+    def next_event(self) -> ev.EventFromServer | None:
         """The next event, or None when more bytes are needed."""
-        while not self._events and self.state is not ClientState.CLOSED:
-            # not released explicitly: arrays a decoder made from it may outlive the call
-            # (in a traceback); receive_data copies the buffer if it is still exported
-            view = memoryview(self._buf)[self._pos:]
-            used = self._step(view)
-            del view
-            if used is None:
-                break
-            self._pos += used
+        if self.state is ClientState.ERROR:
+            raise self._already_failed()
+        try:
+            while not self._events and self.state is not ClientState.CLOSED:
+                # not released explicitly: arrays a decoder made from it may outlive the
+                # call (in a traceback); receive_data copies the buffer if still exported
+                view = memoryview(self._buf)[self._pos:]
+                used = self._step(view)
+                del view
+                if used is None:
+                    break
+                self._pos += used
+        except Exception as exc:
+            self.error = exc
+            self.state = ClientState.ERROR
+            raise
         return self._events.popleft() if self._events else None
+
+    def _already_failed(self) -> ProtocolError:
+        return ProtocolError(f"the RFB connection already failed: {self.error}")
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -142,8 +189,11 @@ class ClientConnection:
 
     # -- requests -------------------------------------------------------------
     def _require_normal(self, what: str) -> None:
-        if self.state is not ClientState.NORMAL:
-            raise ProtocolError(f"cannot send {what} in state {self.state.value}")
+        if self.state is ClientState.NORMAL:
+            return
+        if self.state is ClientState.ERROR:
+            raise self._already_failed()
+        raise UsageError(f"cannot send {what} in state {self.state.value}")
 
     def request_update(self, incremental: bool = True, x: int = 0, y: int = 0,
                        width: int | None = None, height: int | None = None) -> None:
@@ -167,8 +217,8 @@ class ClientConnection:
         self._out += msg.pack_client_cut_text(text)
 
     def xvp(self, code: int) -> None:
-        """Ask for XVP ``code`` (2 shutdown, 3 reboot, 4 reset); the server answers
-        XVP_FAIL if it cannot."""
+        """Ask for XVP ``code`` (XvpCode.SHUTDOWN, REBOOT or RESET); the server answers
+        XvpCode.FAIL if it cannot."""
         self._require_normal("XVP")
         self._out += msg.pack_client_xvp(code)
 
@@ -191,18 +241,18 @@ class ClientConnection:
                     self._finish_update()
                 self.stats.wire_bytes += used
             else:
-                if isinstance(event, ev.XvpMessage) and event.code == 1:
+                if isinstance(event, ev.XvpMessage) and event.code == XvpCode.INIT:
                     self.xvp_supported = True
                 self._events.append(event)
             return used
         if state is ClientState.VERSION:
-            if len(data) < msg.VERSION_LEN:
+            if len(data) < hs.VERSION_LEN:
                 return None
-            major, minor = msg.parse_version(data, "server")
-            self.version = msg.effective_version(major, minor, "server")
-            self._out += msg.pack_version(self.version)
+            major, minor = hs.parse_version(data, "server")
+            self.version = hs.effective_version(major, minor, "server")
+            self._out += hs.pack_version(self.version)
             self.state = ClientState.SECURITY
-            return msg.VERSION_LEN
+            return hs.VERSION_LEN
         if state is ClientState.SECURITY:
             return self._step_security(data)
         if state is ClientState.AUTH:
@@ -218,33 +268,32 @@ class ClientConnection:
 
     def _refused(self, data: memoryview, pos: int) -> int | None:
         """The server refused the connection; read its reason and raise."""
-        parsed = msg.parse_reason(data, pos)
+        parsed = hs.parse_reason(data, pos)
         if parsed is None:
             return None
-        self.state = ClientState.CLOSED
         raise ProtocolError(f"the server refused the connection: {parsed[0]!r}")
 
     def _step_security(self, data: memoryview) -> int | None:
         if self.version == (3, 3):
-            chosen = msg.parse_u32(data)
-            if chosen is None:
+            parsed33 = hs.parse_security_type_33(data)
+            if parsed33 is None:
                 return None
+            chosen, used = parsed33
             if chosen == SecurityType.INVALID:
-                return self._refused(data, 4)
+                return self._refused(data, used)
             if chosen not in (SecurityType.NONE, SecurityType.VNC_AUTH):
                 raise UnsupportedError(f"server chose security type {chosen} (state SECURITY)")
             if chosen == SecurityType.VNC_AUTH and self.password is None:
                 raise AuthError("the server requires a VNC password")
             self._security_chosen(chosen)
-            return 4
-        if not data:
+            return used
+        parsed = hs.parse_security_types(data)
+        if parsed is None:
             return None
-        count = data[0]
-        if count == 0:
-            return self._refused(data, 1)
-        if len(data) < 1 + count:
-            return None
-        offered = list(data[1:1 + count])
+        types, used = parsed
+        if not types:
+            return self._refused(data, used)
+        offered = list(types)
         if self.password is not None and SecurityType.VNC_AUTH in offered:
             chosen = SecurityType.VNC_AUTH
         elif SecurityType.NONE in offered:
@@ -255,13 +304,13 @@ class ClientConnection:
             raise UnsupportedError(f"server offers only security types {offered} (state SECURITY)")
         self._out.append(chosen)
         self._security_chosen(chosen)
-        return 1 + count
+        return used
 
     def _security_chosen(self, chosen: int) -> None:
         self.security_type = int(chosen)
         if chosen == SecurityType.VNC_AUTH:
             self.state = ClientState.AUTH
-        elif self.version >= (3, 8):
+        elif hs.expects_security_result(self.version, chosen):
             self.state = ClientState.SECURITY_RESULT
         else:
             self._send_client_init()
@@ -271,25 +320,23 @@ class ClientConnection:
         self.state = ClientState.SERVER_INIT
 
     def _step_security_result(self, data: memoryview) -> int | None:
-        result = msg.parse_u32(data)
+        result = hs.parse_security_result(data)
         if result is None:
             return None
-        if result == 0:
+        ok, used = result
+        if ok:
             self._send_client_init()
-            return 4
+            return used
         reason = "authentication failed"
-        used = 4
-        if self.version >= (3, 8):
-            parsed = msg.parse_reason(data, 4)
+        if hs.failure_has_reason(self.version):
+            parsed = hs.parse_reason(data, used)
             if parsed is None:
                 return None
-            reason, n = parsed
-            used += n
-        self.state = ClientState.CLOSED
+            reason = parsed[0]
         raise AuthError(f"VNC authentication failed: {reason}")
 
     def _step_server_init(self, data: memoryview) -> int | None:
-        parsed = msg.parse_server_init(data)
+        parsed = hs.parse_server_init(data)
         if parsed is None:
             return None
         init, used = parsed
@@ -388,10 +435,11 @@ class ClientConnection:
         if enc == Encoding.EXTENDED_DESKTOP_SIZE:
             if not data:
                 return None
-            end = 4 + 16 * data[0]
+            end = msg.SCREENS_HEAD_LEN + msg.SCREEN_LEN * data[0]
             if len(data) < end:
                 return None
-            if r.y == 0:  # status 0: a change (non-zero answers a SetDesktopSize we never send)
+            # status OK in y: a change (others answer a SetDesktopSize we never send)
+            if r.y == DesktopSizeStatus.OK:
                 self._desktop_resized(r.width, r.height)
             return end
         if enc == Encoding.CURSOR:

@@ -1,8 +1,9 @@
 """Events emitted by the sans-I/O RFB state machines.
 
 A :class:`~xcpconsole.rfb.server.ServerConnection` emits what a *client* sent
-(the first group); a :class:`~xcpconsole.rfb.client.ClientConnection` emits
-what a *server* sent (the second group).  ``ConnectionClosed`` is shared.
+(the first group, :data:`EventFromClient`); a :class:`~xcpconsole.rfb.client.ClientConnection`
+emits what a *server* sent (the second group, :data:`EventFromServer`).
+``ConnectionClosed`` is in both.
 All events are frozen dataclasses so they can be compared in tests.
 """
 
@@ -78,7 +79,7 @@ class ClientCutText:
 
 @dataclass(frozen=True)
 class XvpRequest:
-    """XVP client message (type 250): ``code`` is 2 shutdown, 3 reboot, 4 reset."""
+    """XVP client message: ``code`` is an XvpCode (SHUTDOWN, REBOOT or RESET)."""
 
     version: int
     code: int
@@ -171,18 +172,20 @@ class ColourMapEntries:
 
 @dataclass(frozen=True)
 class XvpMessage:
-    """XVP server message: ``code`` 1 is XVP_INIT (supported), 0 XVP_FAIL."""
+    """XVP server message: ``code`` XvpCode.INIT (supported) or XvpCode.FAIL."""
 
     version: int
     code: int
 
 
-ServerEvent = (
+#: What a client sent: the events a :class:`~xcpconsole.rfb.server.ServerConnection` emits.
+EventFromClient = (
     ClientHandshakeDone | AuthFailed | SetPixelFormat | SetEncodings | FramebufferUpdateRequest
     | KeyEvent | PointerEvent | ClientCutText | XvpRequest | ConnectionClosed
 )
-ClientEvent = (
+#: What a server sent: the events a :class:`~xcpconsole.rfb.client.ClientConnection` emits.
+EventFromServer = (
     ServerInitReceived | FramebufferUpdated | DesktopResized | CursorShape | Bell
     | ServerCutText | ColourMapEntries | XvpMessage | ConnectionClosed
 )
-Event = ServerEvent | ClientEvent
+Event = EventFromClient | EventFromServer

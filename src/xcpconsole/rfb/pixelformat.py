@@ -53,12 +53,15 @@ class PixelFormat:
         )
 
     @classmethod
-    def unpack(cls, data: bytes) -> PixelFormat:
+    def unpack(cls, data: bytes | bytearray | memoryview, *, validate: bool = True) -> PixelFormat:
+        """The 16 wire bytes of a PIXEL_FORMAT; ``validate=False`` keeps formats we cannot
+        convert (a ServerInit's, which the client may replace)."""
         if len(data) != cls.SIZE:
             raise ProtocolError(f"pixel format must be {cls.SIZE} bytes, got {len(data)}")
         bpp, depth, be, tc, rmax, gmax, bmax, rsh, gsh, bsh = _PF.unpack(data)
         pf = cls(bpp, depth, bool(be), bool(tc), rmax, gmax, bmax, rsh, gsh, bsh)
-        pf.validate()
+        if validate:
+            pf.validate()
         return pf
 
     def validate(self) -> None:
@@ -124,6 +127,12 @@ class PixelFormat:
             raise ProtocolError(f"need {need} pixel bytes, got {len(data)}")
         px = np.frombuffer(data, dtype=self.dtype, count=width * height).reshape(height, width)
         return self.to_rgb(px)
+
+
+def is_tpixel3(pf: PixelFormat) -> bool:
+    """Whether Tight sends this format's pixels as 3-byte R, G, B ``TPIXEL`` values."""
+    return (pf.true_colour and pf.bits_per_pixel == 32 and pf.depth == 24
+            and pf.red_max == pf.green_max == pf.blue_max == 255)
 
 
 #: 32 bpp, depth 24, little-endian, 0x00RRGGBB (what most servers and clients use)

@@ -18,13 +18,16 @@ How to use it (the adapter owns the socket, this object owns the protocol)::
                 case AuthFailed() | ConnectionClosed(): ...
         sock.send(conn.data_to_send())
 
-Any method may raise a :class:`~xcpconsole.errors.ProtocolError` subclass on
-hostile input; send what ``data_to_send()`` still holds (a SecurityResult
-reason, for instance) and close.  Updates are only sent when you call
-``send_update``; ``pending_request`` remembers the client's outstanding
-FramebufferUpdateRequest (merged) until then.  Clients announcing the
-ExtendedDesktopSize pseudo-encoding may send SetDesktopSize; it is answered
-"prohibited" here without an event (the console's size is the VM's).
+``next_event`` may raise a :class:`~xcpconsole.errors.ProtocolError` subclass on
+hostile input; the connection is then in ``ServerState.ERROR`` for good (more
+input is refused with a ProtocolError saying why): send what ``data_to_send()``
+still holds (a SecurityResult reason, for instance) and close.  Sending before the
+handshake ended, or a frame buffer or copy that does not fit the session, raises
+:class:`~xcpconsole.errors.UsageError` (the caller's fault) and changes nothing.
+Updates are only sent when you call ``send_update``; ``pending_request``
+remembers the client's outstanding FramebufferUpdateRequest (merged) until then.
+Clients announcing the ExtendedDesktopSize pseudo-encoding may send SetDesktopSize;
+it is answered "prohibited" here without an event (the console's size is the VM's).
 """
 
 from __future__ import annotations
@@ -33,11 +36,19 @@ from collections import deque
 from collections.abc import Sequence
 from enum import Enum
 
-from ..errors import ProtocolError, UnsupportedError
+from ..errors import ProtocolError, UnsupportedError, UsageError
 from . import events as ev
+from . import handshake as hs
 from . import messages as msg
 from .auth import CHALLENGE_LEN, check_vnc_auth, make_challenge
-from .constants import MAX_DIMENSION, Encoding, SecurityType
+from .constants import (
+    MAX_DIMENSION,
+    PUBLISHED_VERSIONS,
+    DesktopSizeReason,
+    DesktopSizeStatus,
+    Encoding,
+    SecurityType,
+)
 from .encoders import copyrect, hextile, raw
 from .encoders.copyrect import CopyRegion
 from .encoders.zrle import ZrleEncoder
@@ -55,7 +66,8 @@ class ServerState(Enum):
     AUTH = "AUTH"
     CLIENT_INIT = "CLIENT_INIT"
     NORMAL = "NORMAL"
-    CLOSED = "CLOSED"
+    CLOSED = "CLOSED"  # the client closed, or failed VNC authentication
+    ERROR = "ERROR"  # something raised while reading the client's bytes; final
 
 
 class ServerConnection:
@@ -64,10 +76,10 @@ class ServerConnection:
     def __init__(self, *, width: int, height: int, name: str,
                  pixel_format: PixelFormat = BGRX32, version: tuple[int, int] = (3, 8),
                  password: str | None = None) -> None:
-        if version not in ((3, 3), (3, 7), (3, 8)):
+        if version not in PUBLISHED_VERSIONS:
             raise UnsupportedError(f"cannot offer RFB {version[0]}.{version[1]}")
         if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
-            raise ProtocolError(f"frame buffer size {width}x{height} out of range")
+            raise UsageError(f"frame buffer size {width}x{height} out of range")
         pixel_format.validate()
         self.width = width
         self.height = height
@@ -77,6 +89,8 @@ class ServerConnection:
         #: the version both sides use, known once the client answered
         self.version = version
         self.state = ServerState.VERSION
+        #: what moved the machine to ERROR
+        self.error: BaseException | None = None
         self.client_pixel_format: PixelFormat = pixel_format
         self.client_encodings: tuple[int, ...] = ()
         self.pending_request: ev.FramebufferUpdateRequest | None = None
@@ -85,14 +99,16 @@ class ServerConnection:
         self._challenge = b""
         self._in = bytearray()
         self._out = bytearray()
-        self._events: deque[ev.ServerEvent] = deque()
+        self._events: deque[ev.EventFromClient] = deque()
         self._zrle = ZrleEncoder()
         self._encode_pf = pixel_format  # true-colour format pixels are encoded in
-        self._out += msg.pack_version(version)
+        self._out += hs.pack_version(version)
 
     # -- I/O ------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client (``b""`` means the client closed)."""
+        if self.state is ServerState.ERROR:
+            raise self._already_failed()
         if self.state is ServerState.CLOSED:
             return
         if not data:
@@ -101,11 +117,21 @@ class ServerConnection:
             return
         self._in += data
 
-    def next_event(self) -> ev.ServerEvent | None:
+    def next_event(self) -> ev.EventFromClient | None:
         """The next event, or None when more bytes are needed."""
-        while not self._events and self.state is not ServerState.CLOSED and self._step():
-            pass
+        if self.state is ServerState.ERROR:
+            raise self._already_failed()
+        try:
+            while not self._events and self.state is not ServerState.CLOSED and self._step():
+                pass
+        except Exception as exc:
+            self.error = exc
+            self.state = ServerState.ERROR
+            raise
         return self._events.popleft() if self._events else None
+
+    def _already_failed(self) -> ProtocolError:
+        return ProtocolError(f"the RFB connection already failed: {self.error}")
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -123,10 +149,10 @@ class ServerConnection:
         buf = self._in
         used: int
         if state is ServerState.VERSION:
-            if len(buf) < msg.VERSION_LEN:
+            if len(buf) < hs.VERSION_LEN:
                 return False
             self._on_version(buf)
-            used = msg.VERSION_LEN
+            used = hs.VERSION_LEN
         elif state is ServerState.SECURITY:
             if not buf:
                 return False
@@ -140,8 +166,8 @@ class ServerConnection:
         elif state is ServerState.CLIENT_INIT:
             if not buf:
                 return False
-            self._out += msg.pack_server_init(self.width, self.height, self.pixel_format,
-                                              self.name)
+            self._out += hs.pack_server_init(self.width, self.height, self.pixel_format,
+                                             self.name)
             self.state = ServerState.NORMAL
             self._events.append(ev.ClientHandshakeDone(shared=buf[0] != 0))
             used = 1
@@ -158,8 +184,8 @@ class ServerConnection:
         return True
 
     def _on_version(self, data: bytearray) -> None:
-        major, minor = msg.parse_version(data, "client")
-        answered = msg.effective_version(major, minor, "client")
+        major, minor = hs.parse_version(data, "client")
+        answered = hs.effective_version(major, minor, "client")
         if answered > self.offered_version:
             raise UnsupportedError(
                 f"client answered RFB {major}.{minor:03d} to our "
@@ -167,18 +193,17 @@ class ServerConnection:
             )
         self.version = answered
         if answered == (3, 3):
-            self._out += msg.pack_security_type_33(self._security)
+            self._out += hs.pack_security_type_33(self._security)
             self._after_security_choice()
         else:
-            self._out += msg.pack_security_types([self._security])
+            self._out += hs.pack_security_types([self._security])
             self.state = ServerState.SECURITY
 
     def _on_security_choice(self, chosen: int) -> None:
         if chosen != self._security:
-            if self.version >= (3, 8):
-                self._out += msg.pack_security_result(False, "security type not offered",
-                                                      self.version)
-            self.state = ServerState.CLOSED
+            if hs.failure_has_reason(self.version):  # 3.3 and 3.7 just close
+                self._out += hs.pack_security_result(False, "security type not offered",
+                                                     self.version)
             raise UnsupportedError(
                 f"client chose security type {chosen}, we offered {int(self._security)} "
                 "(state SECURITY)"
@@ -191,27 +216,28 @@ class ServerConnection:
             self._out += self._challenge
             self.state = ServerState.AUTH
         else:
-            if self.version >= (3, 8):
-                self._out += msg.pack_security_result(True, "", self.version)
+            if hs.expects_security_result(self.version, self._security):
+                self._out += hs.pack_security_result(True, "", self.version)
             self.state = ServerState.CLIENT_INIT
 
     def _on_auth_response(self, response: bytes) -> None:
         assert self._password is not None
         if check_vnc_auth(self._password, self._challenge, response):
-            self._out += msg.pack_security_result(True, "", self.version)
+            self._out += hs.pack_security_result(True, "", self.version)
             self.state = ServerState.CLIENT_INIT
             return
         reason = "authentication failed"
-        self._out += msg.pack_security_result(False, reason, self.version)
+        self._out += hs.pack_security_result(False, reason, self.version)
         self.state = ServerState.CLOSED
         self._events.append(ev.AuthFailed(reason))
 
-    def _on_message(self, event: ev.ServerEvent | msg.SetDesktopSizeRequest) -> None:
+    def _on_message(self, event: ev.EventFromClient | msg.SetDesktopSizeRequest) -> None:
         if isinstance(event, msg.SetDesktopSizeRequest):
             if self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
-                # reason 1 = client request, status 1 = administratively prohibited
                 self._out += msg.pack_framebuffer_update_header(1)
-                self._out += msg.pack_extended_desktop_size(1, 1, self.width, self.height)
+                self._out += msg.pack_extended_desktop_size(
+                    DesktopSizeReason.CLIENT, DesktopSizeStatus.PROHIBITED,
+                    self.width, self.height)
             return
         if isinstance(event, ev.SetPixelFormat):
             self._set_client_format(event.pixel_format)
@@ -248,8 +274,11 @@ class ServerConnection:
 
     # -- sending --------------------------------------------------------------
     def _require_normal(self, what: str) -> None:
-        if self.state is not ServerState.NORMAL:
-            raise ProtocolError(f"cannot send {what} in state {self.state.value}")
+        if self.state is ServerState.NORMAL:
+            return
+        if self.state is ServerState.ERROR:
+            raise self._already_failed()
+        raise UsageError(f"cannot send {what} in state {self.state.value}")
 
     def best_encoding(self) -> int:
         """The encoding ``send_update`` uses: the first of ZRLE, Hextile and Raw in the
@@ -269,7 +298,7 @@ class ServerConnection:
         """
         self._require_normal("FramebufferUpdate")
         if fb.shape[:2] != (self.height, self.width):
-            raise ProtocolError(
+            raise UsageError(
                 f"frame buffer is {fb.shape[1]}x{fb.shape[0]}, "
                 f"the session {self.width}x{self.height}"
             )
@@ -282,7 +311,7 @@ class ServerConnection:
             if clipped != (c.x, c.y, c.width, c.height) or src != (
                 c.src_x, c.src_y, c.width, c.height
             ):
-                raise ProtocolError(f"copy {c} leaves the {self.width}x{self.height} frame buffer")
+                raise UsageError(f"copy {c} leaves the {self.width}x{self.height} frame buffer")
             if c.width == 0 or c.height == 0:
                 continue
             if can_copy:
@@ -319,11 +348,12 @@ class ServerConnection:
         DesktopSize (otherwise the client keeps its old size: reconnecting is its only way)."""
         self._require_normal("DesktopSize")
         if not (0 < fb_width <= MAX_DIMENSION and 0 < fb_height <= MAX_DIMENSION):
-            raise ProtocolError(f"frame buffer size {fb_width}x{fb_height} out of range")
+            raise UsageError(f"frame buffer size {fb_width}x{fb_height} out of range")
         self.width, self.height = fb_width, fb_height
         if self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
             self._out += msg.pack_framebuffer_update_header(1)
-            self._out += msg.pack_extended_desktop_size(0, 0, fb_width, fb_height)
+            self._out += msg.pack_extended_desktop_size(
+                DesktopSizeReason.SERVER, DesktopSizeStatus.OK, fb_width, fb_height)
         elif self.supports(Encoding.DESKTOP_SIZE):
             self._out += msg.pack_framebuffer_update_header(1)
             self._out += msg.pack_rect_header(0, 0, fb_width, fb_height, Encoding.DESKTOP_SIZE)
@@ -337,8 +367,8 @@ class ServerConnection:
         self._out += msg.pack_server_cut_text(text)
 
     def send_xvp(self, code: int) -> None:
-        """XVP server message, version 1: XVP_INIT (1) announces support, XVP_FAIL (0)
-        refuses a request."""
+        """XVP server message: XvpCode.INIT announces support, XvpCode.FAIL refuses a
+        request."""
         self._require_normal("XVP")
         self._out += msg.pack_server_xvp(code)
 

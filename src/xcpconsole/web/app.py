@@ -36,6 +36,7 @@ from ..errors import (
     XapiError,
     XcpConsoleError,
 )
+from ..rfb.framer import RfbRelayFramer
 from .auth import (
     COOKIE_NAME,
     LoginThrottle,
@@ -47,7 +48,6 @@ from .auth import (
 )
 from .bridge import BridgeLimits, ConsoleBridge
 from .pages import Markup, escape, page, render
-from .rfbframe import RfbRelayFramer
 from .thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ drained when the transport is above its high-water mark, and the upstream task s
 reading the WebSocket while the tunnel's writer drains.  A stalled browser therefore
 stalls the backend instead of growing memory.
 
-For ``rfb`` consoles every byte goes through :class:`~.rfbframe.RfbRelayFramer`, which
+For ``rfb`` consoles every byte goes through :class:`~xcpconsole.rfb.framer.RfbRelayFramer`, which
 keeps message boundaries so that the gateway can implement the XVP extension (power
 buttons in noVNC) with XenAPI calls.  ``vt100`` consoles are relayed as raw bytes.
 """
@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 
 from ..errors import XcpConsoleError
 from ..rfb.constants import XvpCode
-from .rfbframe import RfbRelayFramer, xvp_message
+from ..rfb.framer import RfbRelayFramer, xvp_message
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...errors import LimitExceededError, ProtocolError
-from ..pixelformat import RGB, PixelFormat
+from ..pixelformat import RGB, PixelFormat, is_tpixel3
 
 U8 = npt.NDArray[np.uint8]
 U32 = npt.NDArray[np.uint32]
@@ -249,11 +249,6 @@ def tpixel_reader(pf: PixelFormat) -> PixelReader:
     if is_tpixel3(pf):
         return PixelReader(pf, 3, tpixel=True)
     return PixelReader(pf, pf.bytes_per_pixel)
-
-
-def is_tpixel3(pf: PixelFormat) -> bool:
-    return (pf.true_colour and pf.bits_per_pixel == 32 and pf.depth == 24
-            and pf.red_max == pf.green_max == pf.blue_max == 255)
 
 
 def unpack_indices(data: memoryview | bytes, pos: int, w: int, h: int, bits: int) -> U8:

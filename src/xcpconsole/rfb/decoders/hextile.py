@@ -15,15 +15,14 @@ from typing import Literal
 import numpy as np
 
 from ...errors import ProtocolError
+from ..constants import HEXTILE_ANY_SUBRECTS as ANY_SUBRECTS
+from ..constants import HEXTILE_BACKGROUND_SPECIFIED as BACKGROUND
+from ..constants import HEXTILE_FOREGROUND_SPECIFIED as FOREGROUND
+from ..constants import HEXTILE_RAW as RAW
+from ..constants import HEXTILE_SUBRECTS_COLOURED as SUBRECTS_COLOURED
 from ..constants import Encoding
 from ..pixelformat import RGB, PixelFormat
 from ._common import I64, U32, PixelReader, check_rect, pixel_reader, scatter_rects
-
-RAW = 1
-BACKGROUND = 2
-FOREGROUND = 4
-ANY_SUBRECTS = 8
-SUBRECTS_COLOURED = 16
 
 
 @dataclass

@@ -14,8 +14,16 @@ import numpy as np
 from PIL import Image
 
 from ...errors import LimitExceededError, ProtocolError, UnsupportedError
+from ..constants import TIGHT_EXPLICIT_FILTER as EXPLICIT_FILTER
+from ..constants import TIGHT_FILL as FILL
+from ..constants import TIGHT_FILTER_COPY as FILTER_COPY
+from ..constants import TIGHT_FILTER_GRADIENT as FILTER_GRADIENT
+from ..constants import TIGHT_FILTER_PALETTE as FILTER_PALETTE
+from ..constants import TIGHT_JPEG as JPEG
+from ..constants import TIGHT_MIN_TO_COMPRESS as MIN_TO_COMPRESS
+from ..constants import TIGHT_PNG as PNG
 from ..constants import Encoding
-from ..pixelformat import RGB, PixelFormat
+from ..pixelformat import RGB, PixelFormat, is_tpixel3
 from ._common import (
     I32,
     I64,
@@ -23,20 +31,10 @@ from ._common import (
     PixelReader,
     check_rect,
     compressed_cap,
-    is_tpixel3,
     read_compact_length,
     tpixel_reader,
     unpack_indices,
 )
-
-FILL = 0x08
-JPEG = 0x09
-PNG = 0x0A
-EXPLICIT_FILTER = 0x04
-FILTER_COPY = 0
-FILTER_PALETTE = 1
-FILTER_GRADIENT = 2
-MIN_TO_COMPRESS = 12
 
 
 class TightDecoder:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ..constants import HEXTILE_ANY_SUBRECTS as ANY_SUBRECTS
+from ..constants import HEXTILE_BACKGROUND_SPECIFIED as BACKGROUND_SPECIFIED
+from ..constants import HEXTILE_FOREGROUND_SPECIFIED as FOREGROUND_SPECIFIED
+from ..constants import HEXTILE_RAW as RAW
+from ..constants import HEXTILE_SUBRECTS_COLOURED as SUBRECTS_COLOURED
+from ..constants import HEXTILE_TILE as TILE
 from ..pixelformat import RGB, PixelFormat
 from .raw import U8, U32, pixel_values, wire_bytes
-
-TILE = 16
-
-RAW = 1
-BACKGROUND_SPECIFIED = 2
-FOREGROUND_SPECIFIED = 4
-ANY_SUBRECTS = 8
-SUBRECTS_COLOURED = 16
 
 _MAX_SUBRECTS = 255
 

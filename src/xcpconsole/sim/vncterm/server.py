@@ -274,7 +274,7 @@ class _RfbClient:
             if not data:
                 return
 
-    def _on_event(self, event: ev.ServerEvent) -> None:
+    def _on_event(self, event: ev.EventFromClient) -> None:
         if isinstance(event, ev.FramebufferUpdateRequest):
             if not event.incremental:
                 screen = self.term.screen

@@ -7,8 +7,8 @@ import struct
 import pytest
 
 from xcpconsole.errors import LimitExceededError, ProtocolError, UnsupportedError
+from xcpconsole.rfb.framer import RfbRelayFramer, XvpRequested, xvp_message
 from xcpconsole.rfb.pixelformat import PixelFormat
-from xcpconsole.web.rfbframe import RfbRelayFramer, XvpRequested, xvp_message
 
 BGRX = PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0)
 RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)

@@ -1,18 +1,24 @@
 """Sans-I/O RFB message framer for the web gateway's relay (both directions).
 
-Why a framer of our own instead of ``xcpconsole.rfb.client``/``server``: the gateway is a
-relay.  It must know where each message starts and ends (to inject ``XVP_INIT`` only
-between two server messages, and to cut the browser's XVP requests out of the stream),
-but it must never decode pixels: decoding costs CPU and a frame buffer per session, and
-200 sessions per process is a goal.  So this module reads only headers and lengths and
-passes payloads through untouched, in bounded memory.
+Why a framer instead of :mod:`.client` / :mod:`.server`: the gateway is a relay.  It
+must know where each message starts and ends (to inject ``XVP_INIT`` only between two
+server messages, and to cut the browser's XVP requests out of the stream), but it must
+never decode pixels: decoding costs CPU and a frame buffer per session, and 200
+sessions per process is a goal.  So this module reads only headers and lengths and
+passes payloads through untouched, in bounded memory.  It reads those headers with the
+same pure functions as the client and the server (:mod:`.handshake` for the handshake,
+:mod:`.messages` for the lengths and bounds of later messages), applied to the bytes
+it has taken, so the three agree on every rule.
 
 To keep the framing exact it also *controls what the backend may send*: the browser's
 ``SetEncodings`` is rewritten to the encodings listed in :data:`RELAYABLE_ENCODINGS`
 (those whose payload length can be found without decompressing), and the backend's
 security types are narrowed to None and VNC authentication.  The XVP pseudo-encoding is
 never forwarded: the gateway implements XVP itself with XenAPI power calls, exactly
-like the real host's web console does.
+like the real host's web console does.  Both ends must announce a published RFB
+version (3.3, 3.7 or 3.8): the version bytes are forwarded untouched, so with another
+version (Apple's 3.889) the two ends could run handshake variants the framer cannot
+frame.
 
 Each direction is a generator-based parser that yields small instructions (take N bytes,
 pass N bytes through, emit these bytes, "I am between two messages", wait for data); a
@@ -20,6 +26,10 @@ driver (:class:`_Stream`) feeds it from a buffer that never holds more than one 
 Server-direction decisions that depend on the client's reply (which version, which
 security type) are taken only once the server speaks again; the server cannot speak
 before it received that reply, and the reply went through this framer first.
+
+Anything either direction raises leaves the whole framer failed: every later call to
+:meth:`RfbRelayFramer.client_data` or :meth:`~RfbRelayFramer.server_data` raises a
+ProtocolError saying the relay already failed, and why.
 """
 
 from __future__ import annotations
@@ -28,47 +38,67 @@ import struct
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import LimitExceededError, ProtocolError, UnsupportedError
-from ..rfb.constants import (
-    MAX_CUT_TEXT,
+from . import events as ev
+from . import handshake as hs
+from . import messages as msg
+from .auth import CHALLENGE_LEN
+from .constants import (
+    COMPRESS_LEVEL_ENCODINGS,
+    HEXTILE_ANY_SUBRECTS,
+    HEXTILE_BACKGROUND_SPECIFIED,
+    HEXTILE_FOREGROUND_SPECIFIED,
+    HEXTILE_RAW,
+    HEXTILE_SUBRECTS_COLOURED,
+    HEXTILE_TILE,
+    JPEG_QUALITY_ENCODINGS,
     MAX_DESKTOP_NAME,
-    MAX_ENCODINGS,
-    MAX_REASON,
-    PROTOCOL_VERSIONS,
+    PUBLISHED_VERSIONS,
+    TIGHT_EXPLICIT_FILTER,
+    TIGHT_FILL,
+    TIGHT_FILTER_COPY,
+    TIGHT_FILTER_GRADIENT,
+    TIGHT_FILTER_PALETTE,
+    TIGHT_JPEG,
+    TIGHT_MIN_TO_COMPRESS,
     ClientMsg,
     Encoding,
+    QemuClientMsg,
     SecurityType,
     ServerMsg,
     XvpCode,
 )
-from ..rfb.pixelformat import PixelFormat
+from .pixelformat import PixelFormat, is_tpixel3
 
-QEMU_EXTENDED_KEY_EVENT = -258
-QEMU_LED_STATE = -261
-DESKTOP_NAME = -307
-QEMU_CLIENT_MSG = 255
-SET_DESKTOP_SIZE_MSG = 251
+__all__ = ["RELAYABLE_ENCODINGS", "RfbRelayFramer", "XvpRequested", "xvp_message"]
+
+#: Largest zlib / ZRLE payload of one rectangle the relay forwards.
 MAX_RECT_PAYLOAD = 1 << 28
+#: QEMU extended key event: type, subtype, down flag (u16), keysym (u32), keycode (u32).
+QEMU_EXTENDED_KEY_EVENT_LEN = 12
 
 RELAYABLE_ENCODINGS: frozenset[int] = frozenset(
     {
         Encoding.RAW, Encoding.COPYRECT, Encoding.RRE, Encoding.HEXTILE, Encoding.ZLIB,
         Encoding.TIGHT, Encoding.ZRLE, Encoding.DESKTOP_SIZE, Encoding.LAST_RECT,
-        Encoding.CURSOR, Encoding.EXTENDED_DESKTOP_SIZE, QEMU_EXTENDED_KEY_EVENT,
-        QEMU_LED_STATE, DESKTOP_NAME,
+        Encoding.CURSOR, Encoding.EXTENDED_DESKTOP_SIZE, Encoding.QEMU_EXTENDED_KEY_EVENT,
+        Encoding.QEMU_LED_STATE, Encoding.DESKTOP_NAME,
     }
-    | set(range(Encoding.JPEG_QUALITY_0, Encoding.JPEG_QUALITY_0 + 10))
-    | set(range(Encoding.COMPRESS_LEVEL_0, Encoding.COMPRESS_LEVEL_0 + 10))
+    | set(JPEG_QUALITY_ENCODINGS)
+    | set(COMPRESS_LEVEL_ENCODINGS)
 )
 """Encodings forwarded to the backend: every one of them can be framed by length alone."""
 
 RELAYABLE_SECURITY = (SecurityType.NONE, SecurityType.VNC_AUTH)
 
+_STATE = "relay"  # the "state" shared parsers name in their errors
+
 
 def xvp_message(code: int) -> bytes:
-    """An XVP server message (type 250, version 1): ``XVP_INIT`` or ``XVP_FAIL``."""
-    return bytes((ServerMsg.XVP, 0, 1, code))
+    """An XVP server message (version 1): ``XvpCode.INIT`` or ``XvpCode.FAIL``."""
+    return msg.pack_server_xvp(code)
 
 
 @dataclass(frozen=True)
@@ -90,10 +120,34 @@ _WAIT = 5  # resume once at least one byte is buffered
 _Instr = tuple[int, "int | bytes"]
 _Parser = Generator[_Instr, bytes, None]
 
-_U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_S32 = struct.Struct(">i")
-_RECT = struct.Struct(">HHHHi")
+_RECT = msg.RECT_HEADER
+
+_T = TypeVar("_T")
+
+
+def _whole(parsed: tuple[_T, int] | None) -> _T:
+    """The value a shared ``parse_*`` read from exactly the bytes its message takes."""
+    if parsed is None:  # the framer took fewer bytes than the message's own length
+        raise ProtocolError("RFB relay: message shorter than its length")
+    return parsed[0]
+
+
+def _length(length: int | None) -> int:
+    """A shared ``*_length`` applied to a complete head."""
+    if length is None:
+        raise ProtocolError("RFB relay: message head shorter than expected")
+    return length
+
+
+def _published_version(head: bytes, who: str) -> tuple[int, int]:
+    """The shared ProtocolVersion rule, plus the relay's own: only published versions."""
+    version = hs.parse_version(head, who)
+    if version not in PUBLISHED_VERSIONS:
+        raise UnsupportedError(
+            f"RFB relay: {who} speaks RFB {version[0]}.{version[1]:03d}; the relay forwards "
+            "only 3.3, 3.7 and 3.8")
+    return version
 
 
 class _Stream:
@@ -107,20 +161,17 @@ class _Stream:
         self._instr: _Instr = next(parser)
         self.at_boundary = False
         self.pending = bytearray()  # to insert at the next boundary
-        self.closed = False
 
     def feed(self, data: bytes) -> bytes:
-        if self.closed:
-            raise ProtocolError(f"RFB relay: {self._name} stream already failed")
+        """Bytes to forward for ``data``; only ProtocolError subclasses escape.  The owning
+        framer refuses all input once this raised (the parser is then finished)."""
         self._buf += data
         try:
             self._run()
-        except (ProtocolError, StopIteration):
-            self.closed = True
+        except ProtocolError:
             raise
-        except (struct.error, ValueError, IndexError) as exc:
-            self.closed = True
-            raise ProtocolError(f"RFB relay: malformed {self._name} message: {exc}") from None
+        except (struct.error, ValueError, IndexError, StopIteration) as exc:
+            raise ProtocolError(f"RFB relay: malformed {self._name} message: {exc!r}") from None
         out = b"".join(self._out)
         self._out.clear()
         return out
@@ -197,6 +248,8 @@ class RfbRelayFramer:
         self.xvp_enabled = False
         self.input_events = 0  # KeyEvent / PointerEvent count, for the idle timeout
         self.normal = False  # handshake finished in both directions
+        #: what failed the relay (then all input is refused)
+        self.error: BaseException | None = None
         self._offered: tuple[int, ...] = ()
         self._events: deque[XvpRequested] = deque()
         self._server = _Stream(self._server_parser(), "server")
@@ -204,10 +257,10 @@ class RfbRelayFramer:
 
     # -- public API ---------------------------------------------------------------------
     def client_data(self, data: bytes) -> bytes:
-        return self._client.feed(data)
+        return self._feed(self._client, data)
 
     def server_data(self, data: bytes) -> bytes:
-        return self._server.feed(data)
+        return self._feed(self._server, data)
 
     def next_event(self) -> XvpRequested | None:
         return self._events.popleft() if self._events else None
@@ -220,80 +273,85 @@ class RfbRelayFramer:
         """Injected bytes that may be sent to the browser right now (else ``b""``)."""
         return self._server.take_pending()
 
+    def _feed(self, stream: _Stream, data: bytes) -> bytes:
+        if self.error is not None:
+            raise ProtocolError(f"RFB relay: the relay already failed: {self.error}")
+        try:
+            return stream.feed(data)
+        except Exception as exc:
+            self.error = exc
+            raise
+
     # -- server -> browser --------------------------------------------------------------
     def _server_parser(self) -> _Parser:
-        head = yield (_PASS, 12)
-        if head not in PROTOCOL_VERSIONS:
-            raise UnsupportedError(f"RFB relay: backend speaks unknown version {head[:11]!r}")
+        _published_version((yield (_PASS, hs.VERSION_LEN)), "backend")
         yield (_WAIT, 0)  # the security step depends on the client's version reply
         if self.version is None:
             raise ProtocolError("RFB relay: backend spoke before the client chose a version")
         if self.version == (3, 3):
-            (sec,) = _U32.unpack((yield (_PASS, 4)))
+            sec = _whole(hs.parse_security_type_33((yield (_PASS, hs.SECURITY_TYPE_33_LEN))))
             if sec == SecurityType.INVALID:
                 yield from self._reason()
             if sec not in RELAYABLE_SECURITY:
                 raise UnsupportedError(f"RFB relay: backend security type {sec} not relayable")
             self.security = sec
         else:
-            count = (yield (_TAKE, 1))[0]
-            if count == 0:
-                yield (_EMIT, b"\x00")
+            count = yield (_TAKE, 1)
+            offered = _whole(hs.parse_security_types(count + (yield (_TAKE, count[0]))))
+            if not offered:
+                yield (_EMIT, hs.pack_security_types(()))
                 yield from self._reason()
-            offered = yield (_TAKE, count)
             kept = tuple(t for t in offered if t in RELAYABLE_SECURITY)
             if not kept:
                 raise UnsupportedError(
                     f"RFB relay: backend offers security types {list(offered)}, none relayable"
                 )
             self._offered = kept
-            yield (_EMIT, bytes((len(kept), *kept)))
+            yield (_EMIT, hs.pack_security_types(kept))
             yield (_WAIT, 0)
             if self.security is None:
                 raise ProtocolError("RFB relay: backend spoke before the client chose security")
         if self.security == SecurityType.VNC_AUTH:
-            yield (_PASS, 16)  # challenge
-        if self.security == SecurityType.VNC_AUTH or self.version == (3, 8):
-            (result,) = _U32.unpack((yield (_PASS, 4)))
-            if result != 0:
-                if self.version == (3, 8):
+            yield (_PASS, CHALLENGE_LEN)
+        if hs.expects_security_result(self.version, self.security):
+            ok = _whole(hs.parse_security_result((yield (_PASS, hs.SECURITY_RESULT_LEN))))
+            if not ok:
+                if hs.failure_has_reason(self.version):
                     yield from self._reason()
                 yield from self._dead()
-        width_height_pf = yield (_PASS, 20)
-        self.pixel_format = PixelFormat.unpack(width_height_pf[4:20])
-        (name_len,) = _U32.unpack((yield (_PASS, 4)))
-        if name_len > MAX_DESKTOP_NAME:
-            raise LimitExceededError(f"RFB relay: desktop name of {name_len} bytes")
-        if name_len:
-            yield (_PASS, name_len)
+        head = yield (_PASS, hs.SERVER_INIT_HEAD_LEN)
+        name_len = _length(hs.server_init_length(head)) - len(head)
+        name = (yield (_PASS, name_len)) if name_len else b""
+        init = _whole(hs.parse_server_init(head + name))
+        init.pixel_format.validate()  # the framing depends on its pixel size
+        self.pixel_format = init.pixel_format
         self.normal = True
         while True:
             yield (_BOUNDARY, 0)
             kind = (yield (_TAKE, 1))[0]
             if kind == ServerMsg.XVP:
-                yield (_TAKE, 3)  # the gateway owns XVP; drop the backend's own messages
+                # the gateway owns XVP; drop the backend's own messages
+                yield (_TAKE, msg.XVP_LEN - 1)
                 continue
-            yield (_EMIT, bytes((kind,)))
+            kind_byte = bytes((kind,))
+            yield (_EMIT, kind_byte)
             if kind == ServerMsg.FRAMEBUFFER_UPDATE:
                 yield from self._framebuffer_update()
             elif kind == ServerMsg.SET_COLOUR_MAP_ENTRIES:
-                _pad, _first, n = struct.unpack(">BHH", (yield (_PASS, 5)))
-                yield (_SKIP, 6 * n)
+                head = kind_byte + (yield (_PASS, msg.COLOUR_MAP_HEAD_LEN - 1))
+                yield (_SKIP, _length(msg.colour_map_length(head, _STATE)) - len(head))
             elif kind == ServerMsg.BELL:
                 pass
             elif kind == ServerMsg.SERVER_CUT_TEXT:
-                (length,) = _S32.unpack((yield (_PASS, 7))[3:])
-                if not 0 <= length <= MAX_CUT_TEXT:
-                    raise LimitExceededError(f"RFB relay: server cut text of {length} bytes")
-                yield (_SKIP, length)
+                head = kind_byte + (yield (_PASS, msg.CUT_TEXT_HEAD_LEN - 1))
+                total = _length(msg.cut_text_length(head, "ServerCutText", _STATE))
+                yield (_SKIP, total - len(head))
             else:
                 raise UnsupportedError(f"RFB relay: unexpected server message type {kind}")
 
     def _reason(self) -> _Parser:
-        (length,) = _U32.unpack((yield (_PASS, 4)))
-        if length > MAX_REASON:
-            raise LimitExceededError(f"RFB relay: failure reason of {length} bytes")
-        yield (_SKIP, length)
+        head = yield (_PASS, hs.REASON_HEAD_LEN)
+        yield (_SKIP, _length(hs.reason_length(head)) - len(head))
         yield from self._dead()
 
     def _dead(self) -> _Parser:
@@ -302,14 +360,18 @@ class RfbRelayFramer:
         raise ProtocolError("RFB relay: backend sent data after refusing the connection")
 
     def _framebuffer_update(self) -> _Parser:
-        (count,) = _U16.unpack((yield (_PASS, 3))[1:])
+        head = bytes((ServerMsg.FRAMEBUFFER_UPDATE,)) + (
+            yield (_PASS, msg.FRAMEBUFFER_UPDATE_HEAD_LEN - 1))
+        start = _whole(msg.parse_server_message(head, _STATE))
+        assert isinstance(start, msg.FramebufferUpdateStart)
+        count = start.nrects
         i = 0
-        while count == 0xFFFF or i < count:
+        while count == msg.UNTIL_LAST_RECT or i < count:
             i += 1
-            _x, _y, w, h, enc = _RECT.unpack((yield (_PASS, 12)))
+            _x, _y, w, h, enc = _RECT.unpack((yield (_PASS, msg.RECT_HEADER_LEN)))
             if enc == Encoding.LAST_RECT:
                 return
-            if enc not in self.client_encodings and enc not in (Encoding.RAW,):
+            if enc not in self.client_encodings and enc != Encoding.RAW:
                 raise UnsupportedError(f"RFB relay: backend used encoding {enc} not announced")
             yield from self._rect(enc, w, h)
 
@@ -320,7 +382,7 @@ class RfbRelayFramer:
         if enc == Encoding.RAW:
             yield (_SKIP, w * h * bpp)
         elif enc == Encoding.COPYRECT:
-            yield (_SKIP, 4)
+            yield (_SKIP, 4)  # source x, y
         elif enc == Encoding.RRE:
             (n,) = _U32.unpack((yield (_PASS, 4)))
             if n > w * h:
@@ -336,63 +398,62 @@ class RfbRelayFramer:
         elif enc == Encoding.TIGHT:
             yield from self._tight(w, h, pf)
         elif enc == Encoding.CURSOR:
-            yield (_SKIP, w * h * bpp + (w + 7) // 8 * h)
+            yield (_SKIP, w * h * bpp + (w + 7) // 8 * h)  # pixels, then the bit mask
         elif enc == Encoding.EXTENDED_DESKTOP_SIZE:
-            screens = (yield (_PASS, 4))[0]
-            yield (_SKIP, 16 * screens)
-        elif enc == DESKTOP_NAME:
+            screens = (yield (_PASS, msg.SCREENS_HEAD_LEN))[0]
+            yield (_SKIP, msg.SCREEN_LEN * screens)
+        elif enc == Encoding.DESKTOP_NAME:
             (n,) = _U32.unpack((yield (_PASS, 4)))
             if n > MAX_DESKTOP_NAME:
                 raise LimitExceededError(f"RFB relay: desktop name of {n} bytes")
             yield (_SKIP, n)
-        elif enc == QEMU_LED_STATE:
+        elif enc == Encoding.QEMU_LED_STATE:
             yield (_SKIP, 1)
-        elif enc in (Encoding.DESKTOP_SIZE, QEMU_EXTENDED_KEY_EVENT):
+        elif enc in (Encoding.DESKTOP_SIZE, Encoding.QEMU_EXTENDED_KEY_EVENT):
             pass
         else:
             raise UnsupportedError(f"RFB relay: cannot frame encoding {enc}")
 
     def _hextile(self, w: int, h: int, bpp: int) -> _Parser:
-        for ty in range(0, h, 16):
-            th = min(16, h - ty)
-            for tx in range(0, w, 16):
-                tw = min(16, w - tx)
+        tile = HEXTILE_TILE
+        for ty in range(0, h, tile):
+            th = min(tile, h - ty)
+            for tx in range(0, w, tile):
+                tw = min(tile, w - tx)
                 sub = (yield (_PASS, 1))[0]
-                if sub & 1:
+                if sub & HEXTILE_RAW:
                     yield (_SKIP, tw * th * bpp)
                     continue
-                extra = (bpp if sub & 2 else 0) + (bpp if sub & 4 else 0) + (1 if sub & 8 else 0)
+                extra = ((bpp if sub & HEXTILE_BACKGROUND_SPECIFIED else 0)
+                         + (bpp if sub & HEXTILE_FOREGROUND_SPECIFIED else 0)
+                         + (1 if sub & HEXTILE_ANY_SUBRECTS else 0))
                 if extra:
                     data = yield (_PASS, extra)
-                    if sub & 8:
-                        yield (_SKIP, data[-1] * ((bpp + 2) if sub & 16 else 2))
+                    if sub & HEXTILE_ANY_SUBRECTS:
+                        per = (bpp + 2) if sub & HEXTILE_SUBRECTS_COLOURED else 2
+                        yield (_SKIP, data[-1] * per)
 
     def _tight(self, w: int, h: int, pf: PixelFormat) -> _Parser:
-        tpixel = (
-            3
-            if pf.true_colour and pf.bits_per_pixel == 32 and pf.depth == 24
-            and pf.red_max == pf.green_max == pf.blue_max == 255
-            else pf.bytes_per_pixel
-        )
+        tpixel = 3 if is_tpixel3(pf) else pf.bytes_per_pixel
         comp = (yield (_PASS, 1))[0] >> 4
-        if comp == 8:  # fill
+        if comp == TIGHT_FILL:
             yield (_SKIP, tpixel)
             return
-        if comp == 9:  # JPEG
+        if comp == TIGHT_JPEG:
             yield (_SKIP, (yield from self._compact_length()))
             return
-        if comp > 9:
+        if comp > TIGHT_JPEG:
             raise ProtocolError(f"RFB relay: bad Tight compression control {comp:#x}")
         size = w * h * tpixel
-        if comp & 4:
+        if comp & TIGHT_EXPLICIT_FILTER:
             filt = (yield (_PASS, 1))[0]
-            if filt == 1:
+            if filt == TIGHT_FILTER_PALETTE:
                 colours = (yield (_PASS, 1))[0] + 1
                 yield (_SKIP, colours * tpixel)
                 size = (w + 7) // 8 * h if colours == 2 else w * h
-            elif filt not in (0, 2):
+            elif filt not in (TIGHT_FILTER_COPY, TIGHT_FILTER_GRADIENT):
                 raise ProtocolError(f"RFB relay: bad Tight filter {filt}")
-        if size < 12:
+        if size < TIGHT_MIN_TO_COMPRESS:
             yield (_SKIP, size)
         else:
             yield (_SKIP, (yield from self._compact_length()))
@@ -409,10 +470,7 @@ class RfbRelayFramer:
 
     # -- browser -> server --------------------------------------------------------------
     def _client_parser(self) -> _Parser:
-        head = yield (_PASS, 12)
-        version = PROTOCOL_VERSIONS.get(head)
-        if version is None:
-            raise UnsupportedError(f"RFB relay: browser speaks unknown version {head[:11]!r}")
+        version = _published_version((yield (_PASS, hs.VERSION_LEN)), "browser")
         self.version = version
         if version == (3, 3):
             yield (_WAIT, 0)  # the backend chose the security type
@@ -422,18 +480,21 @@ class RfbRelayFramer:
                 raise ProtocolError(f"RFB relay: browser chose security type {choice} not offered")
             self.security = choice
         if self.security == SecurityType.VNC_AUTH:
-            yield (_PASS, 16)
+            yield (_PASS, CHALLENGE_LEN)
         yield (_PASS, 1)  # ClientInit
-        handlers: dict[int, Callable[[], _Parser]] = {
+        handlers: dict[int, Callable[[bytes], _Parser]] = {
             ClientMsg.SET_PIXEL_FORMAT: self._set_pixel_format,
             ClientMsg.SET_ENCODINGS: self._set_encodings,
             ClientMsg.CLIENT_CUT_TEXT: self._client_cut_text,
             ClientMsg.XVP: self._client_xvp,
-            QEMU_CLIENT_MSG: self._qemu_message,
-            SET_DESKTOP_SIZE_MSG: self._set_desktop_size,
+            ClientMsg.QEMU: self._qemu_message,
+            ClientMsg.SET_DESKTOP_SIZE: self._set_desktop_size,
         }
-        fixed: dict[int, int] = {ClientMsg.FRAMEBUFFER_UPDATE_REQUEST: 9, ClientMsg.KEY_EVENT: 7,
-                 ClientMsg.POINTER_EVENT: 5}
+        fixed: dict[int, int] = {
+            k: msg.FIXED_CLIENT_MESSAGE_LEN[k] - 1
+            for k in (ClientMsg.FRAMEBUFFER_UPDATE_REQUEST, ClientMsg.KEY_EVENT,
+                      ClientMsg.POINTER_EVENT)
+        }
         while True:
             kind = (yield (_TAKE, 1))[0]
             if kind in fixed:
@@ -442,49 +503,52 @@ class RfbRelayFramer:
                 if kind != ClientMsg.FRAMEBUFFER_UPDATE_REQUEST:
                     self.input_events += 1
             elif kind in handlers:
-                yield from handlers[kind]()
+                yield from handlers[kind](bytes((kind,)))
             else:
                 raise UnsupportedError(f"RFB relay: unexpected client message type {kind}")
 
-    def _set_pixel_format(self) -> _Parser:
-        body = yield (_TAKE, 19)
-        self.pixel_format = PixelFormat.unpack(body[3:19])
-        yield (_EMIT, bytes((ClientMsg.SET_PIXEL_FORMAT,)) + body)
+    def _client_message(self, data: bytes) -> ev.EventFromClient | msg.SetDesktopSizeRequest:
+        return _whole(msg.parse_client_message(data, _STATE))
 
-    def _set_encodings(self) -> _Parser:
-        (count,) = _U16.unpack((yield (_TAKE, 3))[1:])
-        if count > MAX_ENCODINGS:
-            raise LimitExceededError(f"RFB relay: SetEncodings with {count} encodings")
-        raw = yield (_TAKE, 4 * count)
-        announced = struct.unpack(f">{count}i", raw)
-        kept = tuple(e for e in announced if e in RELAYABLE_ENCODINGS)
+    def _set_pixel_format(self, kind: bytes) -> _Parser:
+        data = kind + (yield (_TAKE, msg.SET_PIXEL_FORMAT_LEN - 1))
+        event = self._client_message(data)
+        assert isinstance(event, ev.SetPixelFormat)
+        self.pixel_format = event.pixel_format
+        yield (_EMIT, data)
+
+    def _set_encodings(self, kind: bytes) -> _Parser:
+        head = kind + (yield (_TAKE, msg.SET_ENCODINGS_HEAD_LEN - 1))
+        body_len = _length(msg.set_encodings_length(head, _STATE)) - len(head)
+        event = self._client_message(head + (yield (_TAKE, body_len)))
+        assert isinstance(event, ev.SetEncodings)
+        kept = tuple(e for e in event.encodings if e in RELAYABLE_ENCODINGS)
         self.client_encodings = kept
-        if Encoding.XVP in announced and not self.xvp_enabled:
+        if Encoding.XVP in event.encodings and not self.xvp_enabled:
             self.xvp_enabled = True
             self.queue_to_client(xvp_message(XvpCode.INIT))
-        yield (_EMIT, struct.pack(f">BxH{len(kept)}i", ClientMsg.SET_ENCODINGS, len(kept), *kept))
+        yield (_EMIT, msg.pack_set_encodings(kept))
 
-    def _client_cut_text(self) -> _Parser:
-        body = yield (_TAKE, 7)
-        (length,) = _S32.unpack(body[3:])
-        if not 0 <= length <= MAX_CUT_TEXT:
-            raise LimitExceededError(f"RFB relay: client cut text of {length} bytes")
-        yield (_EMIT, bytes((ClientMsg.CLIENT_CUT_TEXT,)) + body)
-        yield (_SKIP, length)
+    def _client_cut_text(self, kind: bytes) -> _Parser:
+        head = kind + (yield (_TAKE, msg.CUT_TEXT_HEAD_LEN - 1))
+        total = _length(msg.cut_text_length(head, "ClientCutText", _STATE))
+        yield (_EMIT, head)
+        yield (_SKIP, total - len(head))
 
-    def _client_xvp(self) -> _Parser:
-        _pad, version, code = yield (_TAKE, 3)
-        self._events.append(XvpRequested(version, code))
+    def _client_xvp(self, kind: bytes) -> _Parser:
+        event = self._client_message(kind + (yield (_TAKE, msg.XVP_LEN - 1)))
+        assert isinstance(event, ev.XvpRequest)
+        self._events.append(XvpRequested(event.version, event.code))
 
-    def _qemu_message(self) -> _Parser:
+    def _qemu_message(self, kind: bytes) -> _Parser:
         subtype = (yield (_TAKE, 1))[0]
-        if subtype != 0:
+        if subtype != QemuClientMsg.EXTENDED_KEY_EVENT:
             raise UnsupportedError(f"RFB relay: QEMU client message subtype {subtype}")
-        body = yield (_TAKE, 10)
+        body = yield (_TAKE, QEMU_EXTENDED_KEY_EVENT_LEN - 2)
         self.input_events += 1
-        yield (_EMIT, bytes((QEMU_CLIENT_MSG, 0)) + body)
+        yield (_EMIT, kind + bytes((subtype,)) + body)
 
-    def _set_desktop_size(self) -> _Parser:
-        yield (_EMIT, bytes((SET_DESKTOP_SIZE_MSG,)))
-        screens = (yield (_PASS, 7))[5]
-        yield (_SKIP, 16 * screens)
+    def _set_desktop_size(self, kind: bytes) -> _Parser:
+        yield (_EMIT, kind)
+        head = kind + (yield (_PASS, msg.SET_DESKTOP_SIZE_HEAD_LEN - 1))
+        yield (_SKIP, _length(msg.set_desktop_size_length(head)) - len(head))
