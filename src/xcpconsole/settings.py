@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .address import https_url
 from .errors import ConfigError
+from .trust.fingerprint import normalise_fingerprint
 
 CONFIG_ENV = "XCPCONSOLE_CONFIG"
 KNOWN_HOSTS_ENV = "XCPCONSOLE_KNOWN_HOSTS"
@@ -50,8 +52,10 @@ class HostSettings:
     insecure: bool = False
     known_hosts: Path = field(default_factory=default_known_hosts)
     interactive: bool = False
-    #: asks the user whether to trust an unknown certificate (TOFU); None: stdin/stderr prompt
+    #: asks the user whether to trust an unknown certificate (TOFU); None: nobody to ask
     confirm: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
+    #: shows a security warning (``--insecure``); None: the ``xcpconsole.trust`` logger
+    warn: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def host(self) -> str:
@@ -60,24 +64,6 @@ class HostSettings:
     @property
     def port(self) -> int:
         return split_url(self.url)[1]
-
-
-def normalise_fingerprint(text: str) -> str:
-    """SHA-256 in any usual spelling -> ``AB:CD:...`` (upper-case colon hex).
-
-    Accepts colons or not, spaces, any case and an optional ``SHA256:`` prefix,
-    so a fingerprint copied from ``openssl x509 -fingerprint`` or the sim works.
-    """
-    t = text.strip()
-    if t[:7].upper() == "SHA256:":
-        t = t[7:]
-    elif t[:8].upper() == "SHA-256:":
-        t = t[8:]
-    hexdigits = t.replace(":", "").replace(" ", "").upper()
-    if len(hexdigits) != 64 or any(c not in "0123456789ABCDEF" for c in hexdigits):
-        raise ConfigError(
-            f"fingerprint must be a SHA-256 in hex (64 digits, colons allowed), got {text!r}")
-    return ":".join(hexdigits[i:i + 2] for i in range(0, 64, 2))
 
 
 def split_url(url: str) -> tuple[str, int]:
@@ -103,8 +89,7 @@ def normalise_url(text: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.username:
         raise ConfigError(f"host must look like https://HOST[:PORT], got {text!r}")
     host, port = split_url(text)
-    shown = f"[{host}]" if ":" in host else host
-    return f"https://{shown}" + (f":{port}" if port != 443 else "")
+    return https_url(host, port)
 
 
 def _load_profile(name: str, path: Path) -> dict[str, Any]:
@@ -142,13 +127,16 @@ def load_settings(*, host: str | None = None, user: str | None = None,
                   insecure: bool = False,
                   password_prompt: Callable[[], str] | None = None,
                   interactive: bool | None = None,
-                  known_hosts: Path | None = None) -> HostSettings:
+                  known_hosts: Path | None = None,
+                  confirm: Callable[[str], bool] | None = None,
+                  warn: Callable[[str], None] | None = None) -> HostSettings:
     """Combine flags, environment and profile (in that order of precedence).
 
     ``password_prompt`` is called only when no password was found; without it a
     missing password is a :class:`ConfigError`.  ``interactive`` defaults to
     "stdin is a terminal" and decides whether an unknown certificate may be
-    offered for trust.
+    offered for trust, through ``confirm`` (the caller's question, e.g. the
+    CLI's terminal prompt).  ``warn`` shows the ``--insecure`` warning.
     """
     env = os.environ
     prof: dict[str, Any] = {}
@@ -171,4 +159,5 @@ def load_settings(*, host: str | None = None, user: str | None = None,
         fingerprint=normalise_fingerprint(fp) if fp else None,
         insecure=bool(insecure or prof.get("insecure", False)),
         known_hosts=known_hosts or default_known_hosts(), interactive=interactive,
+        confirm=confirm, warn=warn,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,13 @@ import numpy as np
 from xcpconsole.errors import AuthError, NotFoundError, TunnelError, XapiError
 from xcpconsole.rfb import events as ev
 from xcpconsole.rfb.server import ServerConnection
-from xcpconsole.web.app import Backend
+from xcpconsole.settings import HostSettings
+from xcpconsole.web.backend import Backend
+from xcpconsole.web.host import HostConsole, HostSession
 
 PASSWORD = "correct horse"
 BANNER = b"Booting fake kernel\r\nlogin: "
+HOST_SETTINGS = HostSettings(url="https://fake-host.test", user="")
 
 
 @dataclass
@@ -92,23 +95,24 @@ class FakeHost:
 
     def backend(self) -> Backend:
         return Backend(login=self.login, open_tunnel=self.open_tunnel,
-                       make_settings=lambda user, pw: (user, pw), capture=self.capture)
+                       make_settings=lambda user, pw: replace(HOST_SETTINGS, user=user,
+                                                              password=pw),
+                       capture=self.capture)
 
-    async def login(self, settings: tuple[str, str]) -> FakeXapi:
+    async def login(self, settings: HostSettings) -> FakeXapi:
         self.login_attempts += 1
-        user, password = settings
-        if password != PASSWORD:
+        if settings.password != PASSWORD:
             raise AuthError("SESSION_AUTHENTICATION_FAILED")
-        sess = FakeXapi(user)
+        sess = FakeXapi(settings.user)
         self.sessions.append(sess)
         return sess
 
-    async def capture(self, xapi: Any, vm_uuid: str) -> bytes:
+    async def capture(self, xapi: HostSession, vm_uuid: str) -> bytes:
         from xcpconsole.web.thumbnails import scale_png
 
         return scale_png(np.full((40, 64, 3), 200, np.uint8))
 
-    async def open_tunnel(self, xapi: FakeXapi, console: FakeConsole
+    async def open_tunnel(self, xapi: HostSession, console: HostConsole
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self.tunnels += 1
         ours, theirs = socket.socketpair()

@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from xcpconsole.errors import TunnelError
 from xcpconsole.rfb import events as ev
 from xcpconsole.rfb.client import ClientConnection
 from xcpconsole.rfb.constants import Encoding
-from xcpconsole.web.app import GatewayConfig, create_app
+from xcpconsole.web.app import create_app
 from xcpconsole.web.auth import COOKIE_NAME
+from xcpconsole.web.config import GatewayConfig
+from xcpconsole.web.gateway import GATEWAY
+from xcpconsole.web.tuning import TLS_READ_BUFFER, shrink_tls_read_buffers
 
-from .fakes import BANNER, PASSWORD, VMS, FakeHost
+from .fakes import BANNER, HOST_SETTINGS, PASSWORD, VMS, FakeHost
 
 VM = VMS[0]
 
@@ -76,7 +80,7 @@ async def make_gw() -> AsyncIterator[Callable[..., Any]]:
 
     async def make(**overrides: Any) -> Gw:
         host, clock = FakeHost(), Clock()
-        config = GatewayConfig(host_settings=None, **overrides)
+        config = GatewayConfig(host_settings=HOST_SETTINGS, **overrides)
         app = create_app(config, host.backend(), clock=clock)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
@@ -371,3 +375,92 @@ async def test_security_headers(make_gw: Callable[..., Any]) -> None:
     assert js.status == 200 and "export default class RFB" in await js.text()
     assert (await gw.client.get("/static/vendor/xterm/lib/xterm.mjs")).status == 200
     assert (await gw.client.get("/static/../app.py")).status in (403, 404)
+
+
+async def test_vm_list_fragments(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    page = await (await gw.client.get("/vms")).text()
+    assert (f'<td class="consoles"><a class="console-link" data-protocol="rfb" '
+            f'href="/vms/{VM.uuid}/console/rfb">graphical</a> <a class="console-link" '
+            f'data-protocol="vt100" href="/vms/{VM.uuid}/console/vt100">text</a></td>') in page
+    assert (f'<td class="thumb"><img class="thumbnail" alt="" width="160" '
+            f'src="/vms/{VM.uuid}/thumbnail.png"></td>') in page
+    halted = page.split(f'data-vm="{VMS[1].uuid}"')[1].split("</tr>")[0]
+    assert '<td class="thumb"></td>' in halted and '<td class="consoles"></td>' in halted
+    assert 'class="empty"' not in page
+
+
+async def test_empty_vm_list(make_gw: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+                             ) -> None:
+    from . import fakes
+
+    monkeypatch.setattr(fakes, "VMS", [])
+    gw = await make_gw()
+    await gw.login()
+    page = await (await gw.client.get("/vms")).text()
+    assert '<p class="empty">No virtual machines visible.</p>' in page
+
+
+async def test_console_pages_head(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    await gw.login()
+    css = '<link rel="stylesheet" href="/static/vendor/xterm/css/xterm.css">'
+    vt100 = await gw.client.get(f"/vms/{VM.uuid}/console/vt100")
+    assert vt100.status == 200 and css in await vt100.text()
+    rfb = await (await gw.client.get(f"/vms/{VM.uuid}/console/rfb")).text()
+    assert css not in rfb and 'id="screen"' in rfb
+    assert (await gw.client.get(f"/vms/{VM.uuid}/console/x")).status == 404
+    missing = await gw.client.get("/vms/nope/console/rfb")
+    assert missing.status == 404 and "No VM nope is visible to you." in await missing.text()
+
+
+async def test_login_errors_are_escaped(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+
+    async def unreachable(settings: Any) -> Any:
+        raise TunnelError("<b>down</b>")
+
+    gw.client.app[GATEWAY].backend.login = unreachable
+    resp = await gw.login()
+    text = await resp.text()
+    assert resp.status == 502
+    assert ('<p class="error" id="login-error">The host could not be reached: '
+            "&lt;b&gt;down&lt;/b&gt;</p>") in text
+
+
+async def test_login_form_token_expires_on_the_injected_clock(
+        make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    csrf = await gw.login_form()
+    gw.clock.now += 3601
+    resp = await gw.client.post("/login", data={"username": "alice", "password": PASSWORD,
+                                                "csrf": csrf},
+                                headers={"Origin": gw.origin}, allow_redirects=False)
+    assert resp.status == 400 and "The form expired" in await resp.text()
+    assert gw.host.login_attempts == 0
+    assert (await gw.login()).status == 303  # a fresh form works
+
+
+async def test_sign_in_link_single_use_and_expiry(make_gw: Callable[..., Any]) -> None:
+    gw = await make_gw()
+    state = gw.client.app[GATEWAY]
+    link = state.add_sign_in_link("alice", PASSWORD, ttl=60)
+    resp = await gw.client.get(link, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/vms"
+    gw.client.session.cookie_jar.clear()
+    again = await gw.client.get(link, allow_redirects=False)
+    assert again.status == 403 and 'id="login-error"' in await again.text()
+    late = state.add_sign_in_link("alice", PASSWORD, ttl=60)
+    gw.clock.now += 61
+    assert (await gw.client.get(late, allow_redirects=False)).status == 403
+
+
+async def test_create_app_leaves_tls_buffers_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncio import sslproto
+
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)
+    create_app(GatewayConfig(host_settings=HOST_SETTINGS), FakeHost().backend())
+    assert sslproto.SSLProtocol.max_size == 256 * 1024
+    shrink_tls_read_buffers()  # the explicit step `serve` and `demo` take
+    assert sslproto.SSLProtocol.max_size == TLS_READ_BUFFER

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ..address import format_host, parse_hostport
 from .common import (
     FingerprintOpt,
     HostOpt,
@@ -28,18 +29,6 @@ from .common import (
 
 VmArg = Annotated[str, typer.Argument(help="VM name-label or uuid", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` / ``PORT`` / ``[v6]:PORT`` -> (host, port)."""
-    from ..errors import ConfigError
-
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _xe_records(rows: list[dict[str, str]]) -> str:
@@ -123,10 +112,10 @@ def register(app: typer.Typer) -> None:
         from ..net.proxy import serve_proxy
 
         opts = HostOptions(host, user, profile, fingerprint, insecure)
-        address = parse_listen(listen)
+        address = parse_hostport(listen, port_only=True)
 
         def ready(bound_host: str, port: int) -> None:
-            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            shown = format_host(bound_host)
             print(f"xcpconsole: {vm} ({protocol}) on {shown}:{port}; Ctrl-C stops",
                   file=sys.stderr)
             if protocol == "rfb":

@@ -66,13 +66,30 @@ def prompt_password(what: str = "XenAPI password") -> Callable[[], str]:
     return prompt
 
 
+def ask_on_terminal(question: str) -> bool:
+    """The trust-on-first-use question on stderr, the answer from stdin; no terminal: no."""
+    tty = sys.stdin
+    if tty is None or not tty.isatty():
+        return False
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = tty.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def warn_on_stderr(message: str) -> None:
+    """A security warning (``--insecure``) as one ``xcpconsole: WARNING:`` line on stderr."""
+    print(f"xcpconsole: WARNING: {message}", file=sys.stderr)
+
+
 def host_settings(opts: HostOptions) -> HostSettings:
     """Flags + environment + profile -> HostSettings (prompting for a password if needed)."""
     from ..settings import load_settings
 
     return load_settings(host=opts.host, user=opts.user, profile=opts.profile,
                          fingerprint=opts.fingerprint, insecure=opts.insecure,
-                         password_prompt=prompt_password())
+                         password_prompt=prompt_password(), confirm=ask_on_terminal,
+                         warn=warn_on_stderr)
 
 
 @asynccontextmanager

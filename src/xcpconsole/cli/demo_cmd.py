@@ -20,14 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ConfigError
-
-
-def _split(listen: str, what: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{what} wants HOST:PORT, got {listen!r}")
-    return host or "127.0.0.1", int(port)
+from ..address import parse_hostport
 
 
 async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_dir: Path,
@@ -36,8 +29,8 @@ async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_
 
     from ..settings import HostSettings
     from ..sim import SimConfig, serve
-    from ..web import GatewayConfig, create_app
-    from ..web.app import GATEWAY
+    from ..web import GatewayConfig, create_app, shrink_tls_read_buffers
+    from ..web.gateway import GATEWAY
 
     host = await serve(SimConfig(state_dir=state_dir, password=password,
                                  listen_host=sim_listen[0], listen_port=sim_listen[1]))
@@ -46,6 +39,7 @@ async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_
     try:
         settings = HostSettings(url=host.url, user="", password="",
                                 fingerprint=host.fingerprint, interactive=False)
+        shrink_tls_read_buffers()  # process-wide, so an explicit step (see web.tuning)
         app = create_app(GatewayConfig(host_settings=settings))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()
@@ -122,5 +116,5 @@ def register(app: typer.Typer) -> None:
             if state_dir is None:
                 state_dir = Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="xcpconsole-demo-")))
-            asyncio.run(_demo(_split(listen, "--listen"), _split(web_listen, "--web-listen"),
+            asyncio.run(_demo(parse_hostport(listen), parse_hostport(web_listen, "--web-listen"),
                               state_dir.expanduser(), password, shown))

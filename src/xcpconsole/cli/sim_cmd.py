@@ -35,10 +35,11 @@ def _config(
     listen: str, state_dir: Path, user: str, password: str, inventory: Path | None,
     header_timeout: float, member_listen: str | None = None,
 ) -> object:
-    from ..sim import HttpLimits, SimConfig, parse_listen
+    from ..address import parse_hostport
+    from ..sim import HttpLimits, SimConfig
 
-    host, port = parse_listen(listen)
-    member = parse_listen(member_listen, "--member-listen") if member_listen else None
+    host, port = parse_hostport(listen)
+    member = parse_hostport(member_listen, "--member-listen") if member_listen else None
     return SimConfig(
         state_dir=state_dir.expanduser(), password=password, listen_host=host,
         listen_port=port, user=user, inventory=inventory,

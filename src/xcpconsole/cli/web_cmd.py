@@ -14,38 +14,38 @@ import signal
 import ssl
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ConfigError
+from ..address import format_hostport, parse_hostport
 
-
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+if TYPE_CHECKING:  # not imported at run time: start-up of the other commands
+    from ..settings import HostSettings
+    from ..web import GatewayConfig
 
 
 def host_settings(host: str | None, profile: str | None, fingerprint: str | None,
-                  insecure: bool) -> Any:
+                  insecure: bool) -> HostSettings:
     """A HostSettings for the host (user and password are filled in at each sign-in)."""
     from dataclasses import replace
 
     from ..settings import load_settings
+    from .common import warn_on_stderr
 
     settings = load_settings(host=host, user="", profile=profile, fingerprint=fingerprint,
-                             insecure=insecure, password_prompt=lambda: "", interactive=False)
+                             insecure=insecure, password_prompt=lambda: "", interactive=False,
+                             warn=warn_on_stderr)
     # The gateway never holds a password of its own (XCP_PASSWORD or a profile's is dropped).
     return replace(settings, password="")
 
 
-async def serve(config: Any, listen: tuple[str, int], tls: ssl.SSLContext | None) -> None:
+async def serve(config: GatewayConfig, listen: tuple[str, int], tls: ssl.SSLContext | None) -> None:
     from aiohttp import web
 
-    from ..web import create_app
+    from ..web import create_app, shrink_tls_read_buffers
 
+    shrink_tls_read_buffers()  # process-wide, so an explicit step (see web.tuning)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
@@ -53,9 +53,8 @@ async def serve(config: Any, listen: tuple[str, int], tls: ssl.SSLContext | None
     await site.start()
     scheme = "https" if tls else "http"
     for addr in runner.addresses:
-        host, port = addr[0], addr[1]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"xcpconsole serve: listening on {scheme}://{shown}:{port}/", flush=True)
+        print(f"xcpconsole serve: listening on {scheme}://{format_hostport(addr[0], addr[1])}/",
+              flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,4 +115,4 @@ def register(app: typer.Typer) -> None:
             max_logins_per_user=max_logins_per_user, console_idle_timeout=idle_timeout,
             session_idle=session_idle, thumbnails=thumbnails, assets_dir=assets,
         )
-        asyncio.run(serve(config, parse_listen(listen), tls))
+        asyncio.run(serve(config, parse_hostport(listen), tls))

@@ -19,6 +19,7 @@ import tty
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
+from ..relay import Relay, RelayEnd, StreamEnd
 from .tunnel import DEFAULT_BUFSIZE, open_tunnel
 
 if TYPE_CHECKING:
@@ -42,25 +43,67 @@ def raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
 
 
-async def _stdin_chunks(fd: int, queue: asyncio.Queue[bytes]) -> None:
-    """Feed stdin to ``queue`` (b"" at EOF) without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    mode = os.fstat(fd).st_mode
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        while data := await asyncio.to_thread(os.read, fd, 65536):
-            await queue.put(data)
-        await queue.put(b"")
-        return
-    reader = asyncio.StreamReader()
-    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    try:
-        while data := await reader.read(65536):
-            await queue.put(data)
-        await queue.put(b"")
-    finally:
-        transport.close()
+class TerminalEnd(RelayEnd):
+    """This terminal as a relay end: stdin is read (without blocking the loop) and
+    ``out`` written.  Its input ending means "nothing more to type"."""
+
+    name = "terminal"
+
+    def __init__(self, in_fd: int, out: IO[bytes]) -> None:
+        super().__init__()
+        self._in_fd = in_fd
+        self._out = out
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._read_stdin())
+
+    async def _read_stdin(self) -> None:
+        relay = self.relay
+        assert relay is not None
+        fd = self._in_fd
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+            while data := await asyncio.to_thread(os.read, fd, 65536):  # a regular file
+                await self._readable.wait()
+                relay.data(self.side, data)
+            relay.eof(self.side)
+            return
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        try:
+            while True:
+                await self._readable.wait()
+                data = await reader.read(65536)
+                if not data:
+                    relay.eof(self.side)
+                    return
+                relay.data(self.side, data)
+        finally:
+            transport.close()
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._out.flush()
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
 
 
 async def attach(session: XapiSession, console: ConsoleInfo, *,
@@ -76,44 +119,27 @@ async def attach(session: XapiSession, console: ConsoleInfo, *,
     in_fd = (stdin or sys.stdin).fileno()
     out = stdout if stdout is not None else sys.stdout.buffer
     reader, writer = await open_tunnel(session, console, timeout=timeout)
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-    feeder = asyncio.ensure_future(_stdin_chunks(in_fd, queue))
+    # The tunnel (TLS) cannot be half-closed: after stdin's EOF it stays open for the
+    # host's output for ``linger`` seconds.
+    terminal = TerminalEnd(in_fd, out)
+    tunnel = StreamEnd(reader, writer, "host", chunk=DEFAULT_BUFSIZE, keep_open=True)
+    detached = False
 
-    async def downstream() -> str:
-        while data := await reader.read(DEFAULT_BUFSIZE):
-            out.write(data)
-            out.flush()
-        return "closed"
+    def typed(data: bytes) -> bytes:
+        nonlocal detached
+        cut = data.find(escape) if escape else -1
+        if cut < 0:
+            return data
+        detached = True
+        relay.close("detached")
+        return data[:cut]
 
-    async def upstream() -> str:
-        while True:
-            data = await queue.get()
-            if not data:
-                await asyncio.sleep(linger)
-                return "eof"
-            cut = data.find(escape) if escape else -1
-            if cut >= 0:
-                data = data[:cut]
-            if data:
-                writer.write(data)
-                await writer.drain()
-            if cut >= 0:
-                return "detached"
-
+    relay = Relay(terminal, tunnel, a_to_b=typed, grace=linger)
     with raw_terminal(in_fd):
-        down = asyncio.ensure_future(downstream())
-        up = asyncio.ensure_future(upstream())
-        try:
-            done, _ = await asyncio.wait([down, up], return_when=asyncio.FIRST_COMPLETED)
-            first = next(iter(done))
-            reason = first.result() if not first.exception() else "closed"
-            if isinstance(first.exception(), Exception) and not isinstance(
-                    first.exception(), ConnectionError | OSError):
-                raise first.exception()  # type: ignore[misc]
-        finally:
-            for task in (down, up, feeder):
-                task.cancel()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-    return reason
+        result = await relay.run()
+    if detached:
+        return "detached"
+    if isinstance(result.error, Exception) and not isinstance(result.error, ConnectionError
+                                                                 | OSError):
+        raise result.error
+    return "closed" if relay.input_ended("b") or result.first != "a" else "eof"

@@ -1,23 +1,22 @@
 """A local TCP endpoint for a VM console: every accepted connection gets its own tunnel.
 
 So any VNC viewer (or ``socat``, or a terminal) can use a console without
-knowing XenAPI: ``vncviewer 127.0.0.1::5900``.  The relay is built on asyncio
-Protocols, not stream loops: ``data_received`` hands each chunk (up to 256 KiB,
-what the event loop reads at once) straight to the other transport's
-``write``, and the transports' own flow control (``pause_writing`` ->
-``pause_reading`` on the other side) bounds memory.  No per-chunk task switch,
-no copy into a StreamReader buffer.
+knowing XenAPI: ``vncviewer 127.0.0.1::5900``.  Each accepted connection and its
+tunnel are the two :class:`~xcpconsole.relay.TransportEnd` s of one
+:class:`~xcpconsole.relay.Relay` (transport to transport: no task switch per chunk,
+the transports' own flow control bounds memory).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from ..address import format_hostport
 from ..errors import TunnelError, XcpConsoleError
+from ..relay import Relay, TransportEnd
 from .tunnel import DEFAULT_BUFSIZE, connect_console
 
 if TYPE_CHECKING:
@@ -26,102 +25,57 @@ if TYPE_CHECKING:
 log = logging.getLogger("xcpconsole.proxy")
 
 
-class _Side(asyncio.Protocol):
-    """One end of a relay: what it receives goes to ``peer`` (the other end's transport)."""
-
-    def __init__(self, link: _Link) -> None:
-        self.link = link
-        self.transport: asyncio.Transport | None = None
-        self.peer: asyncio.Transport | None = None
-        self.received = 0
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a stream transport (asyncio's or uvloop's, which do not subclass asyncio.Transport)
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=self.link.bufsize)
-        if self is self.link.local:
-            self.link.accepted(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.received += len(data)
-        if self.peer is not None:
-            self.peer.write(data)
-
-    def eof_received(self) -> bool | None:
-        self.link.close()
-        return None
-
-    def pause_writing(self) -> None:
-        if self.peer is not None:
-            self.peer.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None:
-            self.peer.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.link.close()
-
-
 class _Link:
     """A local client and its tunnel; closing either closes both (after flushing)."""
 
     def __init__(self, proxy: ConsoleProxy) -> None:
         self.proxy = proxy
-        self.bufsize = proxy.bufsize
-        self.local = _Side(self)
-        self.remote = _Side(self)
+        self.local = TransportEnd("viewer", high_water=proxy.bufsize, on_connect=self._accepted)
+        self.relay: Relay | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
-    def accepted(self, transport: asyncio.Transport) -> None:
-        """The local client is connected: hold its bytes until the tunnel is open."""
-        transport.pause_reading()
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.task = asyncio.get_running_loop().create_task(self.start())
+    def _accepted(self, transport: asyncio.Transport) -> None:
+        """The local client is connected (its reading is paused until the tunnel is open)."""
+        self.task = asyncio.get_running_loop().create_task(self._run(transport))
+        self.task.add_done_callback(self._ended)
 
-    def close(self) -> None:
-        for side in (self.local, self.remote):
-            if side.transport is not None and not side.transport.is_closing():
-                side.transport.close()
-        if self.task is not None and not self.task.done() and self.remote.transport is None:
-            self.task.cancel()
-        ended = self.local.lost and (self.remote.transport is None or self.remote.lost)
-        if ended and not self.closed.done():
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("proxy link failed", exc_info=task.exception())
+        if not self.closed.done():
             self.closed.set_result(None)
 
-    async def start(self) -> None:
-        local = self.local.transport
-        assert local is not None
+    def close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+        elif self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.local.close()
+
+    async def _run(self, local: asyncio.Transport) -> None:
         peer = local.get_extra_info("peername")
         try:
-            transport, first = await self.proxy.open()
-        except XcpConsoleError as exc:
-            self.proxy.report(f"connection from {_addr(peer)}: {exc}")
-            self.close()
-            return
-        if local.is_closing():
-            transport.abort()
-            self.close()
-            return
-        transport.set_protocol(self.remote)
-        self.remote.connection_made(transport)
-        self.remote.peer, self.local.peer = local, transport
-        if first:
-            local.write(first)
-        transport.resume_reading()
-        local.resume_reading()
-        self.proxy.report(f"connection from {_addr(peer)}: tunnel open")
+            try:
+                transport, first = await self.proxy.open()
+            except XcpConsoleError as exc:
+                self.proxy.report(f"connection from {_addr(peer)}: {exc}")
+                return
+            remote = TransportEnd.adopt(transport, "tunnel", high_water=self.proxy.bufsize)
+            if local.is_closing():
+                remote.abort()
+                return
+            self.relay = Relay(self.local, remote)
+            self.relay.send("a", first)
+            self.proxy.report(f"connection from {_addr(peer)}: tunnel open")
+            await self.relay.run()
+        finally:
+            self.local.close()
 
 
 def _addr(peer: object) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
+        return format_hostport(str(peer[0]), int(peer[1]))
     return str(peer)
 
 

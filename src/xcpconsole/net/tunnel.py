@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 from ..errors import NetworkError, TunnelError, XcpConsoleError
 from ..http1 import DEFAULT_MAX_HEAD, ConnectReply, ConnectReplyParser
 from ..settings import split_url
-from .trust import create_tls_connection
+from ..trust import create_tls_connection
 
 if TYPE_CHECKING:
     from ..xapi import ConsoleInfo, XapiSession
@@ -171,46 +171,3 @@ async def open_tunnel(session: XapiSession, console: ConsoleInfo, *, timeout: fl
         reader.feed_data(leftover)
     transport.resume_reading()
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                bufsize: int) -> int:
-    total = 0
-    try:
-        while data := await reader.read(bufsize):
-            total += len(data)
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-        else:
-            writer.close()
-    except (ConnectionError, OSError):
-        writer.close()
-    return total
-
-
-async def relay(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
-                b_reader: asyncio.StreamReader, b_writer: asyncio.StreamWriter, *,
-                bufsize: int = DEFAULT_BUFSIZE) -> tuple[int, int]:
-    """Copy a->b and b->a until both directions ended; returns (bytes a->b, bytes b->a).
-
-    An end that cannot be half-closed (TLS) closes the whole connection, so a
-    console tunnel ends both ways when either side goes away.
-    """
-    a_to_b = asyncio.ensure_future(_pump(a_reader, b_writer, bufsize))
-    b_to_a = asyncio.ensure_future(_pump(b_reader, a_writer, bufsize))
-    try:
-        await asyncio.wait([a_to_b, b_to_a], return_when=asyncio.FIRST_COMPLETED)
-        if (a_to_b.done() and not b_writer.can_write_eof()) or (b_to_a.done() and \
-                not a_writer.can_write_eof()):
-            for w in (a_writer, b_writer):
-                w.close()
-        await asyncio.wait([a_to_b, b_to_a])
-    finally:
-        for task in (a_to_b, b_to_a):
-            task.cancel()
-        for w in (a_writer, b_writer):
-            w.close()
-    return a_to_b.result() if not a_to_b.cancelled() else 0, \
-        b_to_a.result() if not b_to_a.cancelled() else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..address import format_hostport
 from ..errors import XcpConsoleError
 
 _DEFAULT_VNC_PORT = 5900
@@ -22,8 +23,7 @@ class VncAddress:
     def __str__(self) -> str:
         if self.path is not None:
             return f"unix:{self.path}"
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-        return f"vnc://{host}:{self.port}"
+        return f"vnc://{format_hostport(self.host or '', self.port or 0)}"
 
 
 _TARGET_RE = re.compile(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import errno
 import logging
 import socket
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import XapiError
+from ..relay import Relay, StreamEnd
 from .http import (
     HttpRequest,
     error_html,
@@ -220,39 +220,18 @@ async def connect_unix(
 async def _relay(
     client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, path: Path, leftover: bytes
 ) -> None:
-    """Copy bytes both ways until either side closes (like xapi's ``Unixext.proxy``)."""
+    """Copy bytes both ways until either side closes (like xapi's ``Unixext.proxy``).
+
+    A client half-close is passed on to the backend, which may still have bytes to send;
+    a backend that ignores the EOF gets a bounded grace period, not forever.
+    """
     try:
         backend_r, backend_w = await connect_unix(path, BACKEND_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         log.info("console backend %s unreachable: %s", path.name, exc)
         return
-    if leftover:
-        backend_w.write(leftover)
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(RELAY_CHUNK):
-                dst.write(data)
-                await dst.drain()
-            if dst.can_write_eof():
-                dst.write_eof()  # pass a half-close on, as xapi's proxy does
-        except (ConnectionError, OSError):
-            pass
-
-    up = asyncio.create_task(pump(client_r, backend_w))
-    down = asyncio.create_task(pump(backend_r, client_w))
-    try:
-        # A client half-close only ends "up": the backend may still have bytes to send,
-        # but a backend that ignores the EOF gets a bounded grace period, not forever.
-        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if down not in done:
-            await asyncio.wait({down}, timeout=HALF_CLOSE_GRACE)
-    finally:
-        for task in (up, down):
-            task.cancel()
-        for task in (up, down):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        backend_w.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(backend_w.wait_closed(), 2.0)
+    client = StreamEnd(client_r, client_w, "client", chunk=RELAY_CHUNK)
+    backend = StreamEnd(backend_r, backend_w, "backend", chunk=RELAY_CHUNK)
+    relay = Relay(client, backend, grace=HALF_CLOSE_GRACE)
+    relay.send("b", leftover)
+    await relay.run()

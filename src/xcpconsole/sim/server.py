@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..address import connectable_host, format_host, format_hostport, parse_hostport
 from ..errors import ConfigError, XapiError
 from .backends import BackendError, ConsoleBackend
 from .console import ConsoleEndpoint
@@ -50,15 +51,6 @@ class SimConfig:
     limits: HttpLimits = field(default_factory=HttpLimits)
     #: ``(host, port)`` of a pool member that answers HOST_IS_SLAVE (None: inventory's).
     member_listen: tuple[str, int] | None = None
-
-
-def parse_listen(text: str, what: str = "--listen") -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ConfigError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{what} must be HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
 
 
 class BackendSet:
@@ -225,7 +217,7 @@ async def serve(config: SimConfig) -> SimHost:
     ctx = server_context(cert, key)
     member_at = config.member_listen
     if member_at is None and (text := member_listen_of(inventory)) is not None:
-        member_at = parse_listen(text, "inventory member.listen")
+        member_at = parse_hostport(text, "inventory member.listen")
     front_ref: list[HttpFrontEnd] = []
     server = await _listen(config.listen_host, config.listen_port, ctx, config, front_ref)
     port = int(server.sockets[0].getsockname()[1])
@@ -289,12 +281,12 @@ async def _listen(
             limit=256 * 1024,
         )
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot listen on {format_hostport(host, port)}: {exc.strerror}") from exc
 
 
 def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"https://{shown}:{port}"
+    return f"https://{format_hostport(host, port)}"  # the port even when 443, as before
 
 
 def _master_address(address: str, master_port: int, member_port: int) -> str:
@@ -310,9 +302,7 @@ def _master_address(address: str, master_port: int, member_port: int) -> str:
 
 
 def _public_address(listen_host: str) -> str:
-    if listen_host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{listen_host}]" if ":" in listen_host else listen_host
+    return format_host(connectable_host(listen_host))
 
 
 def _quiet_tls_errors(loop: asyncio.AbstractEventLoop) -> None:

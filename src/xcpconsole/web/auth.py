@@ -17,10 +17,12 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .host import HostConsole, HostSession
 
 COOKIE_NAME = "xcpconsole_session"
 TOKEN_BYTES = 32
@@ -67,7 +69,7 @@ class WebSession:
 
     sid: str
     user: str
-    xapi: Any = field(repr=False)
+    xapi: HostSession = field(repr=False)
     csrf: str = field(repr=False)
     created: float
     last_seen: float
@@ -94,7 +96,8 @@ class SessionStore:
     def __iter__(self) -> Iterator[WebSession]:
         return iter(list(self._sessions.values()))
 
-    def create(self, user: str, xapi: Any, now: float) -> tuple[WebSession, list[WebSession]]:
+    def create(self, user: str, xapi: HostSession, now: float
+               ) -> tuple[WebSession, list[WebSession]]:
         """New session; returns it and the sessions evicted to respect ``max_per_user``."""
         mine = sorted((s for s in self._sessions.values() if s.user == user),
                       key=lambda s: s.last_seen)
@@ -180,7 +183,8 @@ class ConsoleGrant:
     vm_uuid: str
     protocol: str
     expires: float
-    console: Any = field(default=None, repr=False)  # looked up at issue time (saves a call)
+    #: looked up at issue time (saves a call)
+    console: HostConsole | None = field(default=None, repr=False)
 
 
 class TokenStore:
@@ -195,7 +199,7 @@ class TokenStore:
         return len(self._grants)
 
     def issue(self, sess: WebSession, vm_uuid: str, protocol: str, now: float,
-              console: Any = None) -> str:
+              console: HostConsole | None = None) -> str:
         if len(self._grants) >= self.max_tokens:
             self.prune(now)
         token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -227,7 +231,3 @@ def origin_allowed(origin: str | None, expected: str, extra: tuple[str, ...] = (
         return False
     origin = origin.rstrip("/").lower()
     return origin == expected.lower() or origin in (o.rstrip("/").lower() for o in extra)
-
-
-def monotonic() -> float:
-    return time.monotonic()

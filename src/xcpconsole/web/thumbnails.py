@@ -13,33 +13,37 @@ import asyncio
 import contextlib
 import io
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import XcpConsoleError
 
+if TYPE_CHECKING:
+    from .host import HostSession
+
 log = logging.getLogger(__name__)
 
-Capture = Callable[[Any, str], Awaitable[bytes]]  # (xapi session, vm uuid) -> PNG
+Capture = Callable[["HostSession", str], Awaitable[bytes]]  # (xapi session, vm uuid) -> PNG
 
 
 @dataclass
 class Thumbnail:
     png: bytes
-    taken: float  # time.time()
+    taken: float  # on the cache's clock
 
 
 class ThumbnailCache:
     def __init__(self, capture: Capture, *, max_age: float = 15.0, concurrency: int = 2,
-                 timeout: float = 10.0, max_entries: int = 2000) -> None:
+                 timeout: float = 10.0, max_entries: int = 2000,
+                 clock: Callable[[], float]) -> None:
         self._capture = capture
+        self._clock = clock
         self.max_age = max_age
         self.timeout = timeout
         self.max_entries = max_entries
         self._cache: dict[str, Thumbnail] = {}
-        self._wanted: dict[str, Any] = {}  # vm uuid -> xapi session to use
+        self._wanted: dict[str, HostSession] = {}  # vm uuid -> xapi session to use
         self._busy: set[str] = set()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -52,10 +56,10 @@ class ThumbnailCache:
     def forget(self, vm_uuid: str) -> None:
         self._cache.pop(vm_uuid, None)
 
-    def request(self, vm_uuid: str, xapi: Any) -> None:
+    def request(self, vm_uuid: str, xapi: HostSession) -> None:
         """Ask for a fresh capture if the cached one is old; returns immediately."""
         shot = self._cache.get(vm_uuid)
-        if shot is not None and time.time() - shot.taken < self.max_age:
+        if shot is not None and self._clock() - shot.taken < self.max_age:
             return
         if vm_uuid in self._busy or len(self._wanted) >= self.max_entries:
             return
@@ -87,13 +91,13 @@ class ThumbnailCache:
                 self._jobs.add(job)
                 job.add_done_callback(self._jobs.discard)
 
-    async def _one(self, vm_uuid: str, xapi: Any) -> None:
+    async def _one(self, vm_uuid: str, xapi: HostSession) -> None:
         try:
             async with asyncio.timeout(self.timeout):
                 png = await self._capture(xapi, vm_uuid)
             if len(self._cache) >= self.max_entries:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[vm_uuid] = Thumbnail(png, time.time())
+            self._cache[vm_uuid] = Thumbnail(png, self._clock())
         except (XcpConsoleError, TimeoutError, OSError) as exc:
             log.info("thumbnail of VM %s: %s", vm_uuid, exc)
         except Exception:

@@ -3,7 +3,7 @@
 Why the SDK and not our own XML-RPC: it is what the host's vendors test
 against, and it already re-logs in and retries when the host says
 ``SESSION_INVALID`` (up to three times, with the remembered credentials).
-We add: our TLS trust (:class:`~xcpconsole.net.trust.TrustedTransport`, so
+We add: our TLS trust (:class:`~xcpconsole.xapi.transport.TrustedTransport`, so
 the password leaves only after the certificate passed), calls in a worker
 thread (``asyncio.to_thread``; one at a time, the SDK shares one HTTP
 connection), ``HOST_IS_SLAVE`` -> retry on the pool master, failures mapped to
@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
+from ..address import format_host
 from ..errors import (
     AmbiguousError,
     AuthError,
@@ -40,6 +41,7 @@ from ..errors import (
 )
 from ..settings import HostSettings, normalise_url, split_url
 from .models import ConsoleInfo, VmInfo
+from .transport import TrustedTransport
 
 log = logging.getLogger("xcpconsole.xapi")
 
@@ -92,7 +94,7 @@ def _master_url(current: str, master: str) -> str:
     _, port = split_url(current)
     address = master.strip()
     if address.count(":") > 1 and not address.startswith("["):
-        address = f"[{address}]"
+        address = format_host(address)
     try:
         has_port = urlsplit("//" + address).port is not None
     except ValueError as exc:
@@ -133,8 +135,6 @@ class XapiSession:
 
     @classmethod
     def _login_sync(cls, settings: HostSettings, timeout: float) -> XapiSession:
-        from ..net.trust import TrustedTransport
-
         seen: list[str] = []
         while True:
             seen.append(settings.url)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from xcpconsole.address import format_hostport
 from xcpconsole.errors import AmbiguousError, AuthError, NotFoundError, TunnelError, XapiError
-from xcpconsole.net.trust import KnownHosts, hostport
 from xcpconsole.settings import HostSettings
+from xcpconsole.trust import KnownHosts
 from xcpconsole.xapi import XapiSession
 
 TWINS = """
@@ -150,8 +151,8 @@ async def test_follows_host_is_slave_to_master(sim_host, tmp_path: Path) -> None
     member = TlsPeer(files, reply=reply, host="127.0.0.2", port=sim_host.port)
     try:
         known = KnownHosts(tmp_path / "known_hosts")
-        known.add(hostport("127.0.0.2", sim_host.port), files.fingerprint)
-        known.add(hostport("127.0.0.1", sim_host.port), sim_host.fingerprint)
+        known.add(format_hostport("127.0.0.2", sim_host.port), files.fingerprint)
+        known.add(format_hostport("127.0.0.1", sim_host.port), sim_host.fingerprint)
         settings = settings_of(sim_host, tmp_path, url=f"https://127.0.0.2:{sim_host.port}",
                                fingerprint=None)
         async with await XapiSession.login(settings) as xapi:

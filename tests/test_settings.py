@@ -1,4 +1,7 @@
-"""Settings: precedence flags > env > profile, fingerprint spellings, profile permissions."""
+"""Settings: precedence flags > env > profile, profile permissions, the trust callbacks.
+
+Fingerprint spellings are tested with their normaliser, in ``tests/trust/test_fingerprint.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from xcpconsole.errors import ConfigError
-from xcpconsole.settings import load_settings, normalise_fingerprint, normalise_url
+from xcpconsole.settings import load_settings, normalise_url
 
 FP = ("7D:D2:83:99:A1:DD:68:1A:C5:D3:E2:5E:65:90:C7:AC:"
       "E2:41:8C:C0:5C:ED:F3:F0:42:F7:48:CD:AE:64:99:B3")
@@ -20,20 +23,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XCPCONSOLE_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("XCPCONSOLE_KNOWN_HOSTS", str(tmp_path / "known_hosts"))
-
-
-@pytest.mark.parametrize("text", [
-    FP, FP.lower(), FP.replace(":", ""), "SHA256:" + FP, "sha256:" + FP.replace(":", "").lower(),
-    "  " + FP + "\n", FP.replace(":", " "),
-])
-def test_fingerprint_spellings(text: str) -> None:
-    assert normalise_fingerprint(text) == FP
-
-
-@pytest.mark.parametrize("text", ["", "AB:CD", FP + ":00", FP.replace("7D", "7G"), "MD5:" + FP])
-def test_bad_fingerprints(text: str) -> None:
-    with pytest.raises(ConfigError):
-        normalise_fingerprint(text)
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -118,3 +107,22 @@ def test_missing_host_or_password(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_known_hosts_env(tmp_path: Path) -> None:
     s = load_settings(host="h", password_prompt=lambda: "")
     assert s.known_hosts == tmp_path / "known_hosts"
+
+
+def test_bad_fingerprint_flag_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="SHA-256"):
+        load_settings(host="h", fingerprint="AB:CD", password_prompt=lambda: "")
+
+
+def test_trust_callbacks_are_carried_but_not_shown() -> None:
+    def confirm(question: str) -> bool:
+        return True
+
+    def warn(message: str) -> None:
+        pass
+
+    s = load_settings(host="h", password_prompt=lambda: "", confirm=confirm, warn=warn)
+    assert (s.confirm, s.warn) == (confirm, warn)
+    assert "confirm" not in repr(s) and "warn" not in repr(s)
+    plain = load_settings(host="h", password_prompt=lambda: "")
+    assert (plain.confirm, plain.warn) == (None, None) and plain == s

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tlspeer import CertFiles, TlsPeer, make_cert
 
+from tlspeer import CertFiles, TlsPeer, make_cert
 from xcpconsole.errors import NetworkError, TunnelError
-from xcpconsole.net.tunnel import console_target, open_tunnel, relay
+from xcpconsole.net.tunnel import console_target, open_tunnel
 from xcpconsole.settings import HostSettings
 from xcpconsole.xapi import ConsoleInfo, XapiSession
 
@@ -137,38 +137,3 @@ async def test_real_consoles_of_the_sim(sim_host, tmp_path: Path) -> None:  # ty
         with pytest.raises(TunnelError) as info:
             await open_tunnel(xapi, gone, timeout=5)
         assert info.value.status == 500
-
-
-async def test_relay_counts_and_delivers_bytes() -> None:
-    payload = bytes(range(256)) * 4096  # 1 MiB
-
-    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        data = await reader.read()
-        writer.write(b"got %d" % len(data))
-        writer.close()
-
-    server = await asyncio.start_server(sink, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    b_reader, b_writer = await asyncio.open_connection("127.0.0.1", port)
-    got = bytearray()
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        result = await relay(reader, writer, b_reader, b_writer)
-        results.append(result)
-
-    results: list[tuple[int, int]] = []
-    front = await asyncio.start_server(client, "127.0.0.1", 0)
-    fport = front.sockets[0].getsockname()[1]
-    r, w = await asyncio.open_connection("127.0.0.1", fport)
-    w.write(payload)
-    w.write_eof()
-    got += await asyncio.wait_for(r.read(), 10)
-    w.close()
-    for _ in range(100):
-        if results:
-            break
-        await asyncio.sleep(0.02)
-    server.close()
-    front.close()
-    assert bytes(got) == b"got %d" % len(payload)
-    assert results == [(len(payload), len(got))]

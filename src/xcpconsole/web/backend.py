@@ -1,0 +1,64 @@
+"""The host-facing operations the gateway uses, and their real implementation.
+
+Login, tunnel and thumbnail capture come in through :class:`Backend` so tests can swap
+them; :func:`default_backend` wires the real client library.  What they hand back is
+typed by the protocols of :mod:`.host`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
+
+from ..settings import HostSettings
+from .config import GatewayConfig
+from .host import HostConsole, HostSession, Streams
+
+if TYPE_CHECKING:
+    from ..xapi import ConsoleInfo, XapiSession
+
+#: Read buffer of a console tunnel: smaller than the CLI's, memory per browser session
+#: matters here.
+TUNNEL_READ_LIMIT = 64 * 1024
+
+@dataclass
+class Backend:
+    """The host-facing operations (swappable in tests)."""
+
+    login: Callable[[HostSettings], Awaitable[HostSession]]
+    open_tunnel: Callable[[HostSession, HostConsole], Awaitable[Streams]]
+    make_settings: Callable[[str, str], HostSettings]  # (user, password) for one sign-in
+    capture: Callable[[HostSession, str], Awaitable[bytes]] | None = None  # thumbnail PNG
+
+
+def default_backend(config: GatewayConfig) -> Backend:
+    """The real client library: XenAPI sessions, ``/console`` tunnels, VNC screenshots."""
+    from ..net.tunnel import open_tunnel
+    from ..xapi import XapiSession
+
+    def real(xapi: HostSession, console: HostConsole) -> tuple[XapiSession, ConsoleInfo]:
+        # Only sessions made by XapiSession.login below reach this backend.
+        return cast("XapiSession", xapi), cast("ConsoleInfo", console)
+
+    def make_settings(user: str, password: str) -> HostSettings:
+        return replace(config.host_settings, user=user, password=password, interactive=False)
+
+    async def tunnel(xapi: HostSession, console: HostConsole) -> Streams:
+        return await open_tunnel(*real(xapi, console), limit=TUNNEL_READ_LIMIT)
+
+    async def capture(xapi: HostSession, vm_uuid: str) -> bytes:
+        from ..net.vnc import open_vnc
+        from .thumbnails import scale_png
+
+        console = await xapi.find_console(vm_uuid, "rfb")
+        client = await open_vnc(await tunnel(xapi, console), timeout=8.0)
+        try:
+            rgb = await client.screenshot()
+        finally:
+            await client.close()
+        return await asyncio.to_thread(scale_png, rgb)
+
+    return Backend(login=XapiSession.login, open_tunnel=tunnel,
+                   make_settings=make_settings, capture=capture)

@@ -1,0 +1,111 @@
+"""Sign-in and sign-out: the login form, one-time sign-in links, the ``/`` redirect.
+
+A successful XenAPI login against the configured host is the proof of identity; the
+resulting XAPI session is kept in the web session (see :mod:`..auth`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ...errors import AuthError, XcpConsoleError
+from ..auth import COOKIE_NAME
+from ..gateway import GATEWAY, Gateway
+from ..host import HostSession
+from ..pages import Markup, fragment, render
+from .common import html_page
+
+log = logging.getLogger(__name__)
+
+
+def login_page(gw: Gateway, *, error: str = "", username: str = "", status: int = 200
+               ) -> web.Response:
+    err = fragment("login_error.html", message=error) if error else Markup("")
+    body = render("login.html", host=gw.host_label, error=err, username=username,
+                  csrf=gw.signer.login_form_token(gw.clock()))
+    return html_page(gw, "Sign in", body, status=status, body_class="login-page")
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/vms" if request.app[GATEWAY].session_of(request) else "/login")
+
+
+async def get_login(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    if gw.session_of(request):
+        raise web.HTTPSeeOther("/vms")
+    return login_page(gw)
+
+
+async def post_login(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    form = await request.post()
+    user = str(form.get("username", "")).strip()[:256]
+    password = str(form.get("password", ""))[:1024]
+    if not gw.signer.check_login_form_token(str(form.get("csrf", "")), gw.clock()):
+        return login_page(gw, error="The form expired; please try again.", username=user,
+                          status=400)
+    if not user or not password:
+        return login_page(gw, error="User name and password are required.", username=user,
+                          status=400)
+    addr = request.remote or "?"
+    wait = gw.throttle.retry_after(user, addr, gw.clock())
+    if wait > 0:
+        resp = login_page(gw, error=f"Too many failed attempts; try again in {int(wait) + 1} s.",
+                          username=user, status=429)
+        resp.headers["Retry-After"] = str(int(wait) + 1)
+        return resp
+    try:
+        xapi = await gw.backend.login(gw.backend.make_settings(user, password))
+    except AuthError:
+        gw.throttle.failed(user, addr, gw.clock())
+        log.info("failed sign-in for %r from %s", user, addr)
+        return login_page(gw, error="Wrong user name or password.", username=user, status=401)
+    except XcpConsoleError as exc:
+        log.warning("sign-in for %r: host unavailable: %s", user, exc)
+        return login_page(gw, error=f"The host could not be reached: {exc}", username=user,
+                          status=502)
+    gw.throttle.succeeded(user, addr)
+    log.info("signed in %s from %s", user, addr)
+    raise await _signed_in(gw, request, user, xapi)
+
+
+async def get_login_link(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    entry = gw.redeem_sign_in_link(request.query.get("code", ""))
+    if entry is None:
+        return login_page(gw, error="That sign-in link was used or has expired.", status=403)
+    user, password = entry
+    try:
+        xapi = await gw.backend.login(gw.backend.make_settings(user, password))
+    except XcpConsoleError as exc:
+        return login_page(gw, error=f"Sign-in failed: {exc}", username=user, status=502)
+    log.info("signed in %s with a one-time link", user)
+    raise await _signed_in(gw, request, user, xapi)
+
+
+async def _signed_in(gw: Gateway, request: web.Request, user: str, xapi: HostSession
+                     ) -> web.HTTPSeeOther:
+    """A new web session for ``user``: the redirect to /vms carrying its cookie."""
+    sess, evicted = gw.sessions.create(user, xapi, gw.clock())
+    for old in evicted:
+        await gw.end_session(old)
+    resp = web.HTTPSeeOther("/vms")
+    resp.set_cookie(COOKIE_NAME, gw.signer.sign(sess.sid), httponly=True,
+                    samesite="Strict", secure=request.secure, path="/")
+    return resp
+
+
+async def post_logout(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    sess = gw.session_of(request)
+    form = await request.post()
+    if sess is not None:
+        if not sess.check_csrf(str(form.get("csrf", ""))):
+            raise web.HTTPForbidden(text="bad CSRF token")
+        await gw.end_session(sess)
+    resp = web.HTTPSeeOther("/login")
+    resp.del_cookie(COOKIE_NAME, path="/")
+    raise resp
