@@ -64,6 +64,13 @@ class TunnelError(XcpConsoleError):
         self.status = status
 
 
+class ConsoleForbiddenError(TunnelError):
+    """The host's role-based access control refused the console (HTTP 403): the user may
+    see the VM but not open its console (a read-only role)."""
+
+    exit_code = 3
+
+
 class XapiError(XcpConsoleError):
     """A XenAPI call failed; ``code`` and ``params`` are the host's ErrorDescription."""
 

@@ -212,15 +212,19 @@ class TransportEnd(asyncio.Protocol, RelayEnd):
     It may be made before its transport (as a server's protocol factory product) and
     before its relay; until :meth:`start`, it keeps reading paused and remembers an EOF
     or a lost connection, which it reports at start.  ``on_connect`` is called with the
-    transport when it is made (the proxy opens the tunnel then).
+    transport when it is made (the proxy opens the tunnel then).  ``keep_open``: stay
+    open when the other end's input ends even where no half-close can be passed on (as
+    :class:`StreamEnd`).
     """
 
     def __init__(self, name: str = "peer", *, high_water: int = DEFAULT_HIGH_WATER,
-                 on_connect: Callable[[asyncio.Transport], None] | None = None) -> None:
+                 on_connect: Callable[[asyncio.Transport], None] | None = None,
+                 keep_open: bool = False) -> None:
         RelayEnd.__init__(self)
         self.name = name
         self.transport: asyncio.Transport | None = None
         self._high_water = high_water
+        self._keep_open = keep_open
         self._on_connect = on_connect
         self._started = False
         self._early: tuple[str, BaseException | None] | None = None
@@ -228,9 +232,9 @@ class TransportEnd(asyncio.Protocol, RelayEnd):
 
     @classmethod
     def adopt(cls, transport: asyncio.BaseTransport, name: str = "peer", *,
-              high_water: int = DEFAULT_HIGH_WATER) -> TransportEnd:
+              high_water: int = DEFAULT_HIGH_WATER, keep_open: bool = False) -> TransportEnd:
         """Take over an open transport (e.g. a tunnel with reading paused)."""
-        end = cls(name, high_water=high_water)
+        end = cls(name, high_water=high_water, keep_open=keep_open)
         transport.set_protocol(end)
         end.connection_made(transport)
         return end
@@ -299,8 +303,10 @@ class TransportEnd(asyncio.Protocol, RelayEnd):
 
     def end_of_input(self) -> bool:
         tr = self.transport
-        if tr is None or tr.is_closing() or not tr.can_write_eof():
+        if tr is None or tr.is_closing():
             return False
+        if not tr.can_write_eof():
+            return self._keep_open
         tr.write_eof()
         return True
 

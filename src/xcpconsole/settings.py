@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .address import https_url
+from .address import format_hostport, https_url
 from .errors import ConfigError
 from .trust.fingerprint import normalise_fingerprint
 
@@ -56,6 +56,14 @@ class HostSettings:
     confirm: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
     #: shows a security warning (``--insecure``); None: the ``xcpconsole.trust`` logger
     warn: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    #: the ``host:port`` that ``fingerprint`` pins (None: the host of ``url``); kept when
+    #: a login on a pool member is redirected to the master
+    pinned_for: str | None = None
+
+    @property
+    def pin_key(self) -> str:
+        """The ``host:port`` whose certificate ``fingerprint`` must be."""
+        return self.pinned_for or format_hostport(self.host, self.port)
 
     @property
     def host(self) -> str:

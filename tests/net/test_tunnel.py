@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from tlspeer import CertFiles, TlsPeer, make_cert
+from xcpconsole.address import format_hostport
 from xcpconsole.errors import NetworkError, TunnelError
 from xcpconsole.net.tunnel import console_target, open_tunnel
 from xcpconsole.settings import HostSettings
+from xcpconsole.trust import Source, TrustStore
 from xcpconsole.xapi import ConsoleInfo, XapiSession
 
 SID = "OpaqueRef:5e55a0b1-0000-4000-8000-00000000abcd"
@@ -28,9 +30,27 @@ class StubSession:
     settings: HostSettings
     session_id: str = SID
     relogins: list[int] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+    #: what find_console answers (None: the console did not move)
+    moved_to: ConsoleInfo | None = None
+    console: ConsoleInfo | None = None
 
     async def relogin(self) -> None:
         self.relogins.append(1)
+
+    async def vouched_for(self, host: str, port: int, *, refresh: bool = False) -> TrustStore:
+        """The 'master' vouches for the test certificate at any other host:port."""
+        store = TrustStore()
+        store.add(format_hostport(host, port), self.vouch, Source.master("stub master"))
+        return store
+
+    vouch: str = ""
+
+    async def find_console(self, vm: str, protocol: str = "rfb") -> ConsoleInfo:
+        self.lookups.append(vm)
+        found = self.moved_to or self.console
+        assert found is not None
+        return found
 
 
 @pytest.fixture
@@ -54,7 +74,7 @@ def start(fake: list[TlsPeer], cert: CertFiles, reply: object) -> tuple[TlsPeer,
                             fingerprint=cert.fingerprint)
     console = ConsoleInfo("OpaqueRef:c0", "cuuid", "OpaqueRef:v0", "vuuid", "vm", "rfb",
                           f"https://127.0.0.1:{peer.port}/console?ref=OpaqueRef:c0")
-    return peer, StubSession(settings), console
+    return peer, StubSession(settings, console=console, vouch=cert.fingerprint), console
 
 
 async def test_request_bytes_and_leftover_kept(fake: list[TlsPeer], cert: CertFiles) -> None:
@@ -70,7 +90,8 @@ async def test_request_bytes_and_leftover_kept(fake: list[TlsPeer], cert: CertFi
 
 
 @pytest.mark.parametrize(("status", "words"), [
-    (500, "not running"), (404, "no console server"), (403, "may not"), (503, "already in use")])
+    (500, "not running"), (404, "no console server"), (403, "not open its console"),
+    (503, "already in use")])
 async def test_error_statuses(fake: list[TlsPeer], cert: CertFiles, status: int,
                               words: str) -> None:
     reply = (f"HTTP/1.0 {status} Whatever\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
@@ -80,6 +101,40 @@ async def test_error_statuses(fake: list[TlsPeer], cert: CertFiles, status: int,
         await open_tunnel(session, console, timeout=5)  # type: ignore[arg-type]
     assert info.value.status == status and SID not in str(info.value)
     assert session.relogins == []
+    # a 500 means "not running here": the console is looked up again, once
+    assert session.lookups == (["vuuid"] if status == 500 else [])
+
+
+async def test_503_names_who_holds_the_console(fake: list[TlsPeer], cert: CertFiles) -> None:
+    body = ("<html><body><h1>Connection Limit Exceeded</h1><p>User 'ops &amp; co' is "
+            "currently connected to this console.</p></body></html>")
+    reply = (f"HTTP/1.1 503 Connection Limit Exceeded\r\nContent-Length: {len(body)}\r\n"
+             f"Connection: close\r\n\r\n{body}").encode()
+    _, session, console = start(fake, cert, reply)
+    with pytest.raises(TunnelError, match="ops & co is using this console") as info:
+        await open_tunnel(session, console, timeout=5)  # type: ignore[arg-type]
+    assert info.value.status == 503
+
+
+async def test_500_follows_the_vm_to_its_new_location(fake: list[TlsPeer],
+                                                     cert: CertFiles) -> None:
+    gone = b"HTTP/1.1 500 Internal Error\r\nConnection: close\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\n\r\nRFB 003.003\n"
+    _old, session, console = start(fake, cert, gone)
+    new = TlsPeer(cert, reply=ok)
+    fake.append(new)
+    session.moved_to = ConsoleInfo("OpaqueRef:c1", "cuuid2", "OpaqueRef:v0", "vuuid", "vm",
+                                   "rfb", f"https://127.0.0.1:{new.port}/console?ref=OpaqueRef:c1")
+    notices: list[str] = []
+    reader, writer = await open_tunnel(session, console, timeout=5,  # type: ignore[arg-type]
+                                       notice=notices.append)
+    assert await asyncio.wait_for(reader.readexactly(12), 5) == b"RFB 003.003\n"
+    writer.close()
+    assert session.lookups == ["vuuid"]
+    assert notices and "no longer running on 127.0.0.1" in notices[0]
+    await asyncio.to_thread(new.close)
+    assert new.received == [
+        f"CONNECT /console?ref=OpaqueRef:c1&session_id={SID} HTTP/1.0\r\n\r\n".encode()]
 
 
 async def test_401_relogs_in_once_then_fails(fake: list[TlsPeer], cert: CertFiles) -> None:
@@ -132,8 +187,17 @@ async def test_real_consoles_of_the_sim(sim_host, tmp_path: Path) -> None:  # ty
             assert await asyncio.wait_for(reader.readexactly(12), 5) == greeting
             writer.close()
         stale = await xapi.find_console("win-hvm")
-        gone = ConsoleInfo(**{**stale.__dict__, "location": stale.location.replace(
+        stale_ref = ConsoleInfo(**{**stale.__dict__, "location": stale.location.replace(
             stale.ref, "OpaqueRef:00000000-0000-4000-8000-000000000000")})
+        # a stale location (the VM rebooted or moved) is looked up again and followed
+        notices: list[str] = []
+        reader, writer = await open_tunnel(xapi, stale_ref, timeout=5, notice=notices.append)
+        assert await asyncio.wait_for(reader.readexactly(12), 5) == b"RFB 003.008\n"
+        writer.close()
+        assert len(notices) == 1 and "no longer running" in notices[0]
+        # ... but a console whose VM is gone ends in a 500 TunnelError
+        gone = ConsoleInfo(**{**stale_ref.__dict__,
+                              "vm_uuid": "00000000-0000-4000-8000-000000000000"})
         with pytest.raises(TunnelError) as info:
             await open_tunnel(xapi, gone, timeout=5)
         assert info.value.status == 500

@@ -75,3 +75,18 @@ def consoles_by_vm(sim_host) -> Callable[[], dict[str, list[dict]]]:  # type: ig
             s.xenapi.session.logout()
 
     return read
+
+
+@pytest.fixture(scope="module")
+def sim_pool(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One simulated 3-host pool (``--hosts 3``, default pool inventory) per test module,
+    as a ``simpool.PoolProcess``.  Tests must leave the master and pool options as found."""
+    from simproc import launch_sim
+
+    from .simpool import pool_of
+
+    sim = launch_sim(tmp_path_factory.mktemp("pool"), "--hosts", "3")
+    try:
+        yield pool_of(sim)
+    finally:
+        sim.stop()

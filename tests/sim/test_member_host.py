@@ -1,7 +1,10 @@
-"""A pool member (``--member-listen``) answers logins with ``HOST_IS_SLAVE [master]``.
+"""A pool member (``--member-listen``: a pool of two hosts) answers logins with
+``HOST_IS_SLAVE [master]``.
 
 Checked with real peers: the official XenAPI SDK gets ``XenAPI.Failure``, and
-the client CLI (``xcpconsole vms --host <member>``) follows it to the master.
+the client CLI (``xcpconsole vms --host <member>``) follows it to the master.  The
+member is a real host with its own certificate, so the CLI is given both hosts'
+fingerprints (a known_hosts file), as a user who remembered both would have.
 """
 
 from __future__ import annotations
@@ -83,11 +86,27 @@ def test_member_refuses_master_sessions_but_checks_them(pool) -> None:  # type: 
         s.xenapi.session.logout()
 
 
+def _known_hosts(sim: Any) -> Path:
+    """A known_hosts file naming every host of the sim's pool (from sim.json)."""
+    hosts = json.loads((sim.state_dir / "sim.json").read_text())["hosts"]
+    assert len({h["fingerprint"] for h in hosts}) == len(hosts)  # each host its own
+    path = sim.state_dir / "known_hosts"
+    path.write_text("".join(
+        f"{h['url'].removeprefix('https://')} SHA256:{h['fingerprint']}\n" for h in hosts))
+    return path
+
+
+def _cli_env(sim: Any) -> dict[str, str]:
+    env = dict(os.environ, XCP_PASSWORD=sim.password, XCP_USER=sim.user,
+               XCPCONSOLE_KNOWN_HOSTS=str(_known_hosts(sim)))
+    env.pop("XCP_HOST", None)
+    env.pop("XCP_FINGERPRINT", None)
+    return env
+
+
 def test_client_cli_follows_member_to_master(pool) -> None:  # type: ignore[no-untyped-def]
     sim, member = pool
-    env = dict(os.environ, XCP_PASSWORD=sim.password, XCP_FINGERPRINT=sim.fingerprint,
-               XCP_USER=sim.user)
-    env.pop("XCP_HOST", None)
+    env = _cli_env(sim)
     done = subprocess.run(
         [str(XCPCONSOLE), "vms", "--host", member["url"], "--json"],
         capture_output=True, env=env, timeout=120, check=False,
@@ -117,8 +136,7 @@ def test_inventory_member_on_same_port_names_bare_address(start_sim, tmp_path) -
     with pytest.raises(XenAPI.Failure) as caught:
         session.xenapi.login_with_password(sim.user, sim.password, "2.21", "tests")
     assert caught.value.details == ["HOST_IS_SLAVE", "127.0.0.1"]
-    env = dict(os.environ, XCP_PASSWORD=sim.password, XCP_FINGERPRINT=sim.fingerprint,
-               XCP_USER=sim.user)
+    env = _cli_env(sim)
     done = subprocess.run(
         [str(XCPCONSOLE), "vms", "--host", member["url"], "--json"],
         capture_output=True, env=env, timeout=120, check=False,

@@ -13,18 +13,21 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import XenAPI
-from tlspeer import CertFiles, TlsPeer, make_cert
 
+from tlspeer import CertFiles, TlsPeer, make_cert
 from xcpconsole.address import format_hostport
 from xcpconsole.cli.common import warn_on_stderr
 from xcpconsole.errors import TrustError
 from xcpconsole.settings import HostSettings
 from xcpconsole.trust import (
     KnownHosts,
+    Source,
+    TrustStore,
     check_certificate,
     connect_tls_sync,
     create_tls_connection,
@@ -65,10 +68,38 @@ def test_pin_match_and_mismatch(certs: tuple[CertFiles, CertFiles], tmp_path: Pa
     from cryptography.hazmat.primitives import serialization
 
     der = x509.load_pem_x509_certificate(der_a).public_bytes(serialization.Encoding.DER)
-    check_certificate(der, settings_for(1, tmp_path, fingerprint=a.fingerprint), "h:1")
+    pinned = "127.0.0.1:1"  # the pin names the host of the settings' URL
+    check_certificate(der, settings_for(1, tmp_path, fingerprint=a.fingerprint), pinned)
     with pytest.raises(TrustError) as info:
-        check_certificate(der, settings_for(1, tmp_path, fingerprint=b.fingerprint), "h:1")
+        check_certificate(der, settings_for(1, tmp_path, fingerprint=b.fingerprint), pinned)
     assert a.fingerprint in str(info.value) and b.fingerprint in str(info.value)
+    assert "does not match the pinned fingerprint" in str(info.value)
+
+
+def test_a_pin_names_one_host_but_its_certificate_is_trusted_anywhere(
+        certs: tuple[CertFiles, CertFiles], tmp_path: Path) -> None:
+    """A pool member has its own certificate: the master's pin must not refuse it as a
+    mismatch (the master vouches for it instead); the pinned certificate itself, met
+    under another address, is the same host."""
+    a, b = certs
+    der_a, der_b = _der(a.cert), _der(b.cert)
+    s = settings_for(1, tmp_path, fingerprint=a.fingerprint)
+    check_certificate(der_a, s, "h.example:443")  # the pinned host by another name
+    with pytest.raises(TrustError) as info:
+        check_certificate(der_b, s, "member:443")  # nothing vouches for this one
+    assert "not signed by a trusted CA and is not known" in str(info.value)
+    vouched = TrustStore()
+    vouched.add("member:443", b.fingerprint, Source.master("127.0.0.1:1"))
+    check_certificate(der_b, s, "member:443", vouched=vouched)
+    with pytest.raises(TrustError) as info:
+        check_certificate(der_a, settings_for(1, tmp_path), "member:443", vouched=vouched)
+    assert "not the one the pool master lists" in str(info.value)
+    assert a.fingerprint in str(info.value) and b.fingerprint in str(info.value)
+    # a redirected login keeps the pin on the host it was given for
+    moved = replace(s, url="https://10.0.0.9:443", pinned_for="127.0.0.1:1")
+    assert moved.pin_key == "127.0.0.1:1"
+    with pytest.raises(TrustError, match="does not match the pinned"):
+        check_certificate(der_b, moved, "127.0.0.1:1")
 
 
 def test_wrong_pin_sends_nothing_sync(peer: TlsPeer, certs: tuple[CertFiles, CertFiles],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from .common import (
     TimeoutOpt,
     UserOpt,
     install_stop_signals,
+    print_table,
     remove_stop_signals,
     run,
     xapi_session,
@@ -53,24 +54,19 @@ def register(app: typer.Typer) -> None:
         """List VMs: name, uuid, power state, console protocols."""
         opts = HostOptions(host, user, profile, fingerprint, insecure)
 
-        async def go() -> list[object]:
+        async def go() -> list[dict[str, Any]]:
             async with xapi_session(opts) as xapi:
-                return list(await xapi.vms(include_control_domain=all_vms))
+                vms = await xapi.vms(include_control_domain=all_vms)
+                names = await xapi.host_names()
+                return [vm.to_json(names) for vm in vms]
 
-        vms = run(go())
+        rows = run(go())
         if as_json:
-            typer.echo(json.dumps([vm.to_json() for vm in vms], indent=2))  # type: ignore[attr-defined]
+            typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for column in ("NAME", "UUID", "POWER STATE", "CONSOLES"):
-            table.add_column(column, no_wrap=True)
-        for vm in vms:
-            table.add_row(vm.name_label, vm.uuid, vm.power_state,  # type: ignore[attr-defined]
-                          ",".join(vm.console_protocols) or "-")  # type: ignore[attr-defined]
-        Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+        print_table(("NAME", "UUID", "POWER STATE", "HOST", "CONSOLES"), [
+            (r["name_label"], r["uuid"], r["power_state"], r["resident_on"] or "-",
+             ",".join(r["console_protocols"]) or "-") for r in rows])
 
     @app.command("consoles")
     def consoles_cmd(vm: Annotated[str | None, typer.Argument(
@@ -81,10 +77,11 @@ def register(app: typer.Typer) -> None:
         """List console records like ``xe console-list`` (uuid, VM, protocol, location)."""
         opts = HostOptions(host, user, profile, fingerprint, insecure)
 
-        async def go() -> list[dict[str, str]]:
+        async def go() -> list[dict[str, Any]]:
             async with xapi_session(opts) as xapi:
                 info = await xapi.find_vm(vm) if vm else None
-                return [c.to_json() for c in await xapi.consoles(info)]
+                names = await xapi.host_names()
+                return [c.to_json(names) for c in await xapi.consoles(info)]
 
         rows = run(go())
         if as_json:
@@ -92,7 +89,8 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(_xe_records([
             {"uuid": r["uuid"], "vm-uuid": r["vm_uuid"], "vm-name-label": r["vm_name_label"],
-             "protocol": r["protocol"].upper(), "location": r["location"]} for r in rows]))
+             "protocol": r["protocol"].upper(), "location": r["location"],
+             "resident-on": r["resident_on"] or "<not in database>"} for r in rows]))
 
     @app.command("proxy")
     def proxy_cmd(vm: VmArg,
@@ -145,6 +143,10 @@ def register(app: typer.Typer) -> None:
     def attach_cmd(vm: VmArg,
                    protocol: Annotated[str, typer.Option(
                        "--protocol", help="text console protocol")] = "vt100",
+                   follow: Annotated[bool, typer.Option(
+                       "--follow/--no-follow",
+                       help="after a reboot or migration, reconnect to the VM's console")
+                   ] = True,
                    host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
                    fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
                    timeout: TimeoutOpt = 10.0) -> None:
@@ -158,7 +160,11 @@ def register(app: typer.Typer) -> None:
         async def go() -> str:
             async with xapi_session(opts) as xapi:
                 console = await xapi.find_console(vm, protocol)
-                return await attach(xapi, console, timeout=timeout)
+                return await attach(xapi, console, timeout=timeout, follow=follow,
+                                    notice=say)
+
+        def say(text: str) -> None:  # the terminal is raw: a line needs its own \r
+            print(f"\r\nxcpconsole: {text}\r", file=sys.stderr, flush=True)
 
         reason = run(go())
         message = {"detached": "detached", "closed": "the host closed the console",

@@ -40,7 +40,7 @@ def _root() -> None:
 COMMANDS = {
     "sim": "sim_cmd", "demo": "demo_cmd", "serve": "web_cmd",
     "vms": "client_cmd", "consoles": "client_cmd", "proxy": "client_cmd",
-    "attach": "client_cmd",
+    "attach": "client_cmd", "hosts": "pool_cmd",
     "info": "rfb_cmd", "screenshot": "rfb_cmd", "type": "rfb_cmd", "key": "rfb_cmd",
 }
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..sim import SimHost
 
 DEFAULT_STATE_DIR = Path("~/.local/state/xcpconsole-sim")
+DEFAULT_LISTEN = "127.0.0.1:8443"
 PASSWORD_ENV = "XCPSIM_PASSWORD"
 
 
@@ -32,18 +33,19 @@ def _password(given: str | None) -> tuple[str, str]:
 
 
 def _config(
-    listen: str, state_dir: Path, user: str, password: str, inventory: Path | None,
-    header_timeout: float, member_listen: str | None = None,
+    listen: str | None, state_dir: Path, user: str, password: str, inventory: Path | None,
+    header_timeout: float, member_listen: str | None = None, hosts: int | None = None,
 ) -> object:
     from ..address import parse_hostport
     from ..sim import HttpLimits, SimConfig
 
-    host, port = parse_hostport(listen)
+    host, port = parse_hostport(listen or DEFAULT_LISTEN)
     member = parse_hostport(member_listen, "--member-listen") if member_listen else None
     return SimConfig(
         state_dir=state_dir.expanduser(), password=password, listen_host=host,
         listen_port=port, user=user, inventory=inventory,
         limits=HttpLimits(head_timeout=header_timeout), member_listen=member,
+        hosts=hosts, listen_from_inventory=listen is None,
     )
 
 
@@ -54,18 +56,25 @@ def _print_banner(host: SimHost, source: str) -> None:
     print(f"  TLS fingerprint (SHA-256): {host.fingerprint}")
     print(f"  user: {info['user']}  password: {shown}")
     print(f"  state: {host.config.state_dir / 'sim.json'}")
-    if host.member is not None:
-        print(f"  pool member (answers HOST_IS_SLAVE {host.member.master_address}): "
-              f"{host.member.url}")
+    if len(info["hosts"]) > 1:
+        print("  pool (master first; members answer XenAPI with HOST_IS_SLAVE):")
+        for entry in info["hosts"]:
+            print(f"    {entry['name_label']}: {entry['url']}  SHA-256 {entry['fingerprint']}")
     sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
     @app.command("sim")
     def sim(
-        listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any free)")] = (
-            "127.0.0.1:8443"
-        ),
+        listen: Annotated[str | None, typer.Option(
+            help=f"HOST:PORT the master listens on (port 0: any free; default {DEFAULT_LISTEN})",
+            show_default=False,
+        )] = None,
+        hosts: Annotated[int | None, typer.Option(
+            min=1, max=16, show_default=False,
+            help="Hosts in the pool (default: as many as the inventory's hosts tables, "
+                 "else 1); members listen on 127.0.0.2, 127.0.0.3, ... on the master's port",
+        )] = None,
         state_dir: Annotated[
             Path, typer.Option(help="Certificate, sim.json and backend sockets live here")
         ] = DEFAULT_STATE_DIR,
@@ -82,16 +91,17 @@ def register(app: typer.Typer) -> None:
         ] = 10.0,
         member_listen: Annotated[
             str | None,
-            typer.Option(help="HOST:PORT of a pool member whose login answers HOST_IS_SLAVE"),
+            typer.Option(help="HOST:PORT of the first pool member (implies --hosts 2 or more)"),
         ] = None,
     ) -> None:
-        """Run the simulated XenServer host (XenAPI + /console over HTTPS)."""
+        """Run the simulated XenServer host or pool (XenAPI + /console over HTTPS)."""
         import logging
 
         from ..sim import SimConfig, run
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         pw, source = _password(password)
-        config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen)
+        config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen,
+                         hosts)
         assert isinstance(config, SimConfig)
         run(config, on_ready=lambda host: _print_banner(host, source))

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..address import format_hostport
-from ..errors import TunnelError, XcpConsoleError
+from ..errors import XcpConsoleError
 from ..relay import Relay, TransportEnd
-from .tunnel import DEFAULT_BUFSIZE, connect_console
+from .tunnel import DEFAULT_BUFSIZE, open_console
 
 if TYPE_CHECKING:
     from ..xapi import ConsoleInfo, XapiSession
@@ -96,18 +96,12 @@ class ConsoleProxy:
         self._first_done: asyncio.Future[None] | None = None
 
     async def open(self) -> tuple[asyncio.Transport, bytes]:
-        """A tunnel to the console; after a VM restart the console ref is looked up anew."""
-        try:
-            return await connect_console(self.session, self.console, timeout=self.timeout)
-        except TunnelError as exc:
-            if exc.status != 500:
-                raise
-            fresh = await self.session.find_console(self.console.vm_uuid,
-                                                    self.console.protocol)
-            if fresh.ref == self.console.ref and fresh.location == self.console.location:
-                raise
-            self.console = fresh
-            return await connect_console(self.session, fresh, timeout=self.timeout)
+        """A tunnel to wherever the VM runs now (after a reboot or a migration the console
+        is looked up again, and later viewers go straight to its new host)."""
+        tunnel = await open_console(self.session, self.console, timeout=self.timeout,
+                                    notice=self.report)
+        self.console = tunnel.console
+        return tunnel.transport, tunnel.first
 
     async def start(self, host: str = "127.0.0.1", port: int = 5900, *,
                     once: bool = False) -> tuple[str, int]:

@@ -15,11 +15,21 @@ paused, for relays that plug in their own protocol (the proxy).
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, urlsplit
 
-from ..errors import NetworkError, TunnelError, XcpConsoleError
+from ..errors import (
+    ConsoleForbiddenError,
+    NetworkError,
+    TrustError,
+    TunnelError,
+    XcpConsoleError,
+)
 from ..http1 import DEFAULT_MAX_HEAD, ConnectReply, ConnectReplyParser
 from ..settings import split_url
 from ..trust import create_tls_connection
@@ -109,18 +119,41 @@ class _ReplyHeadProtocol(asyncio.Protocol):
                                                 "before replying"))
 
 
-def _status_error(reply: ConnectReply) -> TunnelError:
+_CONNECTED_USERS = re.compile(r"Users? '([^<]{1,400}?)' (?:is|are) currently connected")
+
+
+def _status_error(reply: ConnectReply, host: str) -> TunnelError:
     hint = _STATUS_HINTS.get(reply.status, "unexpected reply")
+    if reply.status == 503:
+        # limit_console_sessions: the page names who holds the console (HTML-escaped)
+        found = _CONNECTED_USERS.search(reply.leftover[:8192].decode("utf-8", "replace"))
+        if found:
+            hint = f"{html.unescape(found.group(1))} is using this console; the pool allows " \
+                "one console session per VM (limit_console_sessions)"
+    elif reply.status == 500:
+        hint = f"the VM is not running on {host} (any more) or there is no such console"
+    elif reply.status == 403:
+        return ConsoleForbiddenError(
+            f"console refused: your role on the pool may list this VM but not open its "
+            f"console (HTTP 403 {reply.reason}); ask for vm-operator or higher",
+            status=403)
     return TunnelError(f"console tunnel refused: {hint} (HTTP {reply.status} {reply.reason})",
                        status=reply.status)
 
 
 async def _connect_once(session: XapiSession, console: ConsoleInfo, timeout: float,
-                        max_head: int) -> tuple[asyncio.Transport, ConnectReply]:
+                        max_head: int, refresh_trust: bool = False
+                        ) -> tuple[asyncio.Transport, ConnectReply]:
     settings = session.settings
     host, port, target = console_target(console.location, split_url(settings.url))
+    # The host serving the console (a pool member) is trusted because the master, which
+    # we already trust, names its certificate; nothing is sent before that check.
+    # (The master itself was checked like the XenAPI connection: pin, known_hosts, TOFU.)
+    vouched = None if (host, port) == split_url(settings.url) else \
+        await session.vouched_for(host, port, refresh=refresh_trust)
     transport, proto = await create_tls_connection(
-        lambda: _ReplyHeadProtocol(max_head), host, port, settings, timeout=timeout)
+        lambda: _ReplyHeadProtocol(max_head), host, port, settings, timeout=timeout,
+        vouched=vouched)
     sep = "&" if "?" in target else "?"
     request = f"CONNECT {target}{sep}session_id={quote(session.session_id, safe=':')} HTTP/1.0"
     transport.write(request.encode("ascii") + b"\r\n\r\n")
@@ -135,34 +168,81 @@ async def _connect_once(session: XapiSession, console: ConsoleInfo, timeout: flo
     return transport, reply
 
 
+@dataclass(frozen=True)
+class Tunnel:
+    """An open tunnel: its transport (reading paused), the first console bytes that came
+    with the reply, and the console it reached (looked up again if the VM moved)."""
+
+    transport: asyncio.Transport
+    first: bytes
+    console: ConsoleInfo
+
+
+async def open_console(session: XapiSession, console: ConsoleInfo, *,
+                       timeout: float = 10.0, max_head: int = DEFAULT_MAX_HEAD,
+                       notice: Callable[[str], None] | None = None) -> Tunnel:
+    """Open the tunnel to the host ``console`` lives on, following the VM.
+
+    A 401 (session expired on the host) triggers one re-login and one retry.  A 500
+    (the VM is not running there: it moved, rebooted or stopped) makes it look the
+    console up again, once, and go where it is now; ``notice`` is told so.  A member
+    whose certificate is not the one the master lists is refused; the master is asked
+    again once (the certificate may have been renewed) before giving up.
+    """
+    relogged = moved = refreshed = False
+    while True:
+        host = console_target(console.location)[0]
+        try:
+            transport, reply = await _connect_once(session, console, timeout, max_head,
+                                                   refresh_trust=refreshed)
+        except TrustError:
+            if refreshed:
+                raise
+            refreshed = True
+            continue
+        if reply.status == 200:
+            log.debug("tunnel to %s/%s open", console.vm_name_label, console.protocol)
+            return Tunnel(transport, reply.leftover, console)
+        transport.abort()
+        if reply.status == 401 and not relogged:
+            log.info("console request refused with 401; logging in again")
+            relogged = True
+            await session.relogin()
+            continue
+        if reply.status == 500 and not moved:
+            moved = True
+            (notice or log.info)(f"the VM {console.vm_name_label} is no longer running on "
+                                 f"{host}; looking for it...")
+            try:
+                fresh = await session.find_console(console.vm_uuid, console.protocol)
+            except XcpConsoleError as exc:
+                raise TunnelError(f"console tunnel refused by {host} (HTTP 500), and the "
+                                  f"VM's console is gone: {exc}", status=500) from None
+            if fresh.location != console.location:
+                console = fresh
+                continue
+        raise _status_error(reply, host)
+
+
 async def connect_console(session: XapiSession, console: ConsoleInfo, *,
                           timeout: float = 10.0, max_head: int = DEFAULT_MAX_HEAD
                           ) -> tuple[asyncio.Transport, bytes]:
-    """Open the tunnel; returns (transport with reading paused, first console bytes).
+    """:func:`open_console` as (transport with reading paused, first console bytes).
 
-    The caller must ``set_protocol`` and ``resume_reading``.  A 401 (session
-    expired on the host) triggers one re-login and one retry.
+    The caller must ``set_protocol`` and ``resume_reading``.
     """
-    for attempt in (1, 2):
-        transport, reply = await _connect_once(session, console, timeout, max_head)
-        if reply.status == 200:
-            log.debug("tunnel to %s/%s open", console.vm_name_label, console.protocol)
-            return transport, reply.leftover
-        transport.abort()
-        if reply.status == 401 and attempt == 1:
-            log.info("console request refused with 401; logging in again")
-            await session.relogin()
-            continue
-        raise _status_error(reply)
-    raise AssertionError("unreachable")
+    tunnel = await open_console(session, console, timeout=timeout, max_head=max_head)
+    return tunnel.transport, tunnel.first
 
 
 async def open_tunnel(session: XapiSession, console: ConsoleInfo, *, timeout: float = 10.0,
-                      limit: int = DEFAULT_BUFSIZE
+                      limit: int = DEFAULT_BUFSIZE,
+                      notice: Callable[[str], None] | None = None
                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Open the console tunnel as asyncio streams (first bytes included)."""
     loop = asyncio.get_running_loop()
-    transport, leftover = await connect_console(session, console, timeout=timeout)
+    tunnel = await open_console(session, console, timeout=timeout, notice=notice)
+    transport, leftover = tunnel.transport, tunnel.first
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport.set_protocol(protocol)

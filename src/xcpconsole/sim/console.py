@@ -9,6 +9,14 @@ whether its VM is running here -> ``500`` with xapi's HTML; then the
 backend's address -> ``404``; then ``limit_console_sessions`` -> ``503``.
 Success is ``HTTP/1.1 200 OK`` whatever the request's version, written
 before the backend is even connected (a failed connect just closes).
+
+RBAC (sim/rbac.py) as ``xapi_http.ml`` and ``console.ml`` apply it: right after
+the credentials, the session needs ``http/connect_console`` (``GET``:
+``http/connect_console_ws``), else ``403 Forbidden``; once the console is known,
+the control domain's needs ``http/connect_console/host_console`` (pool-admin),
+else the ``500`` whose "Additional information" is the ``RBAC_PERMISSION_DENIED``.
+``GET`` is the WebSocket form (sim/wsconsole.py); CONNECT tunnels are watched by
+the idle monitor (sim/idle.py) when ``vm_console_idle_timeout`` is set.
 """
 
 from __future__ import annotations
@@ -16,21 +24,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from ..errors import XapiError
 from ..relay import Relay, StreamEnd
+from . import rbac, wsconsole
 from .http import (
     HttpRequest,
     error_html,
+    forbidden,
     headers_only,
     internal_error,
     unauthorised,
 )
+from .idle import IdleWatch
 from .model import RUNNING, Console, SimModel
 
 log = logging.getLogger(__name__)
@@ -52,7 +65,7 @@ class _Refused(Exception):
 
 
 class ConsoleEndpoint:
-    """Serves ``CONNECT /console?...`` (and refuses ``GET`` WebSocket upgrades, see docs)."""
+    """Serves ``CONNECT /console?...`` and its WebSocket form (``GET`` + upgrade)."""
 
     def __init__(
         self, model: SimModel, sockets: SocketLookup, *, host_ref: str | None = None
@@ -62,6 +75,7 @@ class ConsoleEndpoint:
         #: The host this endpoint serves: consoles of VMs resident elsewhere are refused.
         self.host_ref = model.host.ref if host_ref is None else host_ref
         self.active: dict[str, list[str]] = {}  # VM ref -> users connected
+        self._tunnels: dict[str, set[asyncio.Task[None]]] = {}  # VM ref -> open tunnels
 
     async def __call__(
         self, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -70,14 +84,19 @@ class ConsoleEndpoint:
         temp_session: str | None = None
         try:
             session, temp_session = self._authenticate(req)
+            websocket = req.method == "GET"
+            self._check_permission(
+                session, rbac.CONNECT_CONSOLE_WS if websocket else rbac.CONNECT_CONSOLE, req)
             console = self._console_of(req)
+            self._check_host_console(session, console, req)
             self._check_running_here(console, req)
             path = self.sockets(console.vm, console.protocol)
             if path is None:
                 raise _Refused(headers_only(404, "Not Found"))
-            if req.method == "GET":
-                # A real host hands WebSocket upgrades to its wsproxy; the sim has none.
-                raise _Refused(headers_only(501, "Method not implemented"))
+            if websocket:
+                await self._tracked(
+                    console.vm, self._websocket(req, reader, writer, path, leftover))
+                return
             user = self.model.sessions[session].user if session in self.model.sessions else ""
             users = self.active.setdefault(console.vm, [])
             if self.model.pool.limit_console_sessions and users:
@@ -86,7 +105,8 @@ class ConsoleEndpoint:
             try:
                 writer.write(OK_REPLY)
                 await writer.drain()
-                await _relay(reader, writer, path, leftover)
+                await self._tracked(console.vm, _relay(
+                    reader, writer, path, leftover, self._idle_timeout(console)))
             finally:
                 users.remove(user)
                 if not users:
@@ -97,6 +117,80 @@ class ConsoleEndpoint:
         finally:
             if temp_session is not None:
                 self.model.logout(temp_session)
+
+    def close_vm(self, vm_ref: str) -> int:
+        """End every open tunnel to ``vm_ref``'s consoles here (it migrated away); how many."""
+        tasks = self._tunnels.pop(vm_ref, set())
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    async def _tracked(self, vm_ref: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run one tunnel so that :meth:`close_vm` can end it; its errors pass through."""
+        task = asyncio.ensure_future(work)
+        tasks = self._tunnels.setdefault(vm_ref, set())
+        tasks.add(task)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            tasks.discard(task)
+            if not tasks and self._tunnels.get(vm_ref) is tasks:
+                del self._tunnels[vm_ref]
+        if not task.cancelled():
+            task.result()
+
+    async def _websocket(
+        self, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        path: Path, leftover: bytes,
+    ) -> None:
+        """``console.ml`` ``ws_proxy``: the limit refuses every WebSocket (bare 503), then
+        the upgrade (no key: bare 501), then wsproxy connects to the backend."""
+        if self.model.pool.limit_console_sessions:
+            raise _Refused(wsconsole.LIMIT_REPLY)
+        key = wsconsole.websocket_key(req)
+        if key is None:
+            raise _Refused(wsconsole.NO_UPGRADE_REPLY)
+        writer.write(wsconsole.upgrade_reply(key))
+        await writer.drain()
+        try:
+            backend_r, backend_w = await connect_unix(
+                path, BACKEND_CONNECT_TIMEOUT, limit=wsconsole.SERVER_FRAME * 64)
+        except (OSError, TimeoutError) as exc:
+            log.info("console backend %s unreachable: %s", path.name, exc)
+            return
+        await wsconsole.relay_websocket(reader, writer, backend_r, backend_w, leftover)
+
+    def _check_permission(self, session: str, permission: str, req: HttpRequest) -> None:
+        """``xapi_http.ml`` ``assert_credentials_ok``: an RBAC denial is ``403``."""
+        found = self.model.sessions.get(session)
+        if found is None or not rbac.is_allowed(found.role, found.superuser, permission):
+            raise _Refused(forbidden(version=req.reply_version))
+
+    def _check_host_console(self, session: str, console: Console, req: HttpRequest) -> None:
+        """``console.ml`` ``rbac_check_for_control_domain``: its ``Server_error`` becomes
+        ``http_svr.ml``'s ``500`` with the error as "Additional information"."""
+        if not self.model.vms[console.vm].is_control_domain:
+            return
+        found = self.model.sessions.get(session)
+        if found is not None and rbac.is_allowed(found.role, found.superuser, rbac.HOST_CONSOLE):
+            return
+        denied = rbac.denial(rbac.HOST_CONSOLE)
+        raise _Refused(internal_error(
+            f"{denied.code}: [ {'; '.join(denied.params)} ]", version=req.reply_version))
+
+    def _idle_timeout(self, console: Console) -> float | None:
+        """``Console_idle_monitor.get_idle_timeout_config``, read when the tunnel opens.
+
+        The control domain's console follows ``host.console_idle_timeout``, which the sim
+        keeps at 0 (no setter): it is never timed out.
+        """
+        if self.model.vms[console.vm].is_control_domain:
+            return None
+        timeout = self.model.pool.vm_console_idle_timeout
+        return float(timeout) if timeout > 0 else None
 
     def _authenticate(self, req: HttpRequest) -> tuple[str, str | None]:
         """The session to act as, and the temporary one to log out afterwards."""
@@ -218,12 +312,15 @@ async def connect_unix(
 
 
 async def _relay(
-    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, path: Path, leftover: bytes
+    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, path: Path, leftover: bytes,
+    idle_timeout: float | None = None,
 ) -> None:
     """Copy bytes both ways until either side closes (like xapi's ``Unixext.proxy``).
 
     A client half-close is passed on to the backend, which may still have bytes to send;
-    a backend that ignores the EOF gets a bounded grace period, not forever.
+    a backend that ignores the EOF gets a bounded grace period, not forever.  With an
+    ``idle_timeout`` the client's bytes go through the idle monitor (sim/idle.py),
+    which shuts both sides once the client has been idle that long.
     """
     try:
         backend_r, backend_w = await connect_unix(path, BACKEND_CONNECT_TIMEOUT)
@@ -232,6 +329,23 @@ async def _relay(
         return
     client = StreamEnd(client_r, client_w, "client", chunk=RELAY_CHUNK)
     backend = StreamEnd(backend_r, backend_w, "backend", chunk=RELAY_CHUNK)
-    relay = Relay(client, backend, grace=HALF_CLOSE_GRACE)
-    relay.send("b", leftover)
-    await relay.run()
+    if idle_timeout is None:
+        relay = Relay(client, backend, grace=HALF_CLOSE_GRACE)
+        relay.send("b", leftover)
+        await relay.run()
+        return
+    relay_ref: list[Relay] = []
+    watch = IdleWatch(idle_timeout, lambda: relay_ref[0].close("idle timeout"))
+    relay = Relay(client, backend, a_to_b=watch.feed, grace=HALF_CLOSE_GRACE)
+    relay_ref.append(relay)
+    relay.send("b", watch.feed(leftover) if leftover else b"")
+    timer = asyncio.create_task(watch.run(), name="console-idle")
+    try:
+        result = await relay.run()
+    finally:
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
+    if watch.timed_out:
+        log.info("console tunnel to %s closed after %.0f s idle (%s)", path.name,
+                 idle_timeout, result.reason)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import XapiError
+from .certificates import CertificateRecord
+from .events import Journal
+from .rbac import POOL_ADMIN, SimUser, session_permissions
 
 NULL_REF = "OpaqueRef:NULL"
 
@@ -90,6 +93,8 @@ class VM:
     memory: int = 64 * 1024 * 1024
     vcpus: int = 1
     resident_on: str = NULL_REF
+    #: the host it starts on (xapi's ``affinity``); NULL: the master
+    affinity: str = NULL_REF
     domid: int = -1
     consoles: list[str] = field(default_factory=list)
     other_config: dict[str, str] = field(default_factory=dict)
@@ -128,7 +133,7 @@ class VM:
             "suspend_VDI": NULL_REF,
             "resident_on": self.resident_on,
             "scheduled_to_be_resident_on": NULL_REF,
-            "affinity": NULL_REF,
+            "affinity": self.affinity,
             "memory_overhead": 1024 * 1024,
             "memory_target": mem if self.power_state != HALTED else 0,
             "memory_static_max": mem,
@@ -203,6 +208,9 @@ class Host:
     address: str
     control_domain: str = NULL_REF
     name_description: str = "Simulated XenServer host"
+    #: ``address[:port]`` written into the locations of consoles resident here
+    console_address: str = ""
+    certificates: list[str] = field(default_factory=list)
 
     def record(self, resident_vms: list[str]) -> dict[str, Any]:
         return {
@@ -231,6 +239,7 @@ class Host:
             "current_operations": {},
             "tags": [],
             "console_idle_timeout": 0,
+            "certificates": list(self.certificates),
         }
 
 
@@ -268,6 +277,9 @@ class Session:
     this_host: str
     originator: str = ""
     temporary: bool = False
+    role: str = POOL_ADMIN  # sim/rbac.py
+    superuser: bool = True  # the local root account; inventory users are not
+    sid: str = ""
 
     def record(self, pool: str) -> dict[str, Any]:
         return {
@@ -277,12 +289,12 @@ class Session:
             "last_active": EPOCH,
             "pool": False,
             "other_config": {},
-            "is_local_superuser": True,
+            "is_local_superuser": self.superuser,
             "subject": NULL_REF,
             "validation_time": EPOCH,
-            "auth_user_sid": "",
+            "auth_user_sid": self.sid,
             "auth_user_name": self.user,
-            "rbac_permissions": [],
+            "rbac_permissions": session_permissions(self.role, self.superuser),
             "tasks": [],
             "parent": NULL_REF,
             "originator": self.originator,
@@ -296,7 +308,10 @@ class SimModel:
     ``console_address`` is the ``host[:port]`` written into console
     locations (the address clients reach the sim on); ``location_style`` is
     ``"ref"`` (``?ref=<console ref>``) or ``"uuid"`` (``?uuid=<console uuid>``,
-    what current xapi writes for guest consoles).
+    what current xapi writes for guest consoles).  In a pool, ``hosts`` holds
+    every host (``host`` is the first one, the only one of a one-host sim) and
+    each host's ``console_address`` is used for the VMs resident on it; every
+    change is written to ``journal`` for ``event.from`` (sim/events.py).
     """
 
     def __init__(
@@ -318,54 +333,96 @@ class SimModel:
         self.vms: dict[str, VM] = {}
         self.consoles: dict[str, Console] = {}
         self.sessions: dict[str, Session] = {}
+        #: who may log in, by name: the superuser first, then inventory users (sim/rbac.py)
+        self.users: dict[str, SimUser] = {user: SimUser(user, password, superuser=True)}
         self._next_domid = 1
+        self.hosts: dict[str, Host] = {host.ref: host}
+        self.certificates: dict[str, CertificateRecord] = {}
+        self.journal = Journal()
+
+    @property
+    def master(self) -> Host:
+        """The pool master (``pool.master``)."""
+        return self.hosts.get(self.pool.master, self.host)
 
     # -- building --------------------------------------------------------------------
     def add_vm(self, vm: VM) -> VM:
         self.vms[vm.ref] = vm
+        self.journal.created("VM", vm.ref)
         if vm.power_state in (RUNNING, PAUSED):
             self._bring_up(vm)
         return vm
 
     def _bring_up(self, vm: VM) -> None:
-        vm.resident_on = self.host.ref
+        host = self.hosts.get(vm.affinity) or self.master
+        vm.resident_on = host.ref
         if vm.is_control_domain:
             vm.domid = 0
         else:
             vm.domid = self._next_domid
             self._next_domid += 1
+        self.create_consoles(vm)
+        self.journal.modified("VM", vm.ref)
+        self.journal.modified("host", host.ref)
+
+    def create_consoles(self, vm: VM) -> None:
+        """New console records (new refs and UUIDs) naming the VM's resident host."""
+        host = self.hosts.get(vm.resident_on)
+        address = (host.console_address if host is not None else "") or self.console_address
         for protocol in vm.console_protocols:
             ref = new_ref()
             cuuid = str(uuidlib.uuid4())
             query = f"uuid={cuuid}" if self.location_style == "uuid" else f"ref={ref}"
-            location = f"https://{self.console_address}/console?{query}"
+            location = f"https://{address}/console?{query}"
             self.consoles[ref] = Console(ref, cuuid, protocol, vm.ref, location)
             vm.consoles.append(ref)
+            self.journal.created("console", ref)
+
+    def destroy_consoles(self, vm: VM) -> None:
+        for ref in vm.consoles:
+            if self.consoles.pop(ref, None) is not None:
+                self.journal.deleted("console", ref)
+        vm.consoles = []
 
     def _tear_down(self, vm: VM) -> None:
-        for ref in vm.consoles:
-            self.consoles.pop(ref, None)
-        vm.consoles = []
+        host = vm.resident_on
+        self.destroy_consoles(vm)
         vm.resident_on = NULL_REF
         vm.domid = -1
+        self.journal.modified("VM", vm.ref)
+        self.journal.modified("host", host)
 
     # -- sessions --------------------------------------------------------------------
     def login(
         self, user: str, password: str, originator: str = "", *, temporary: bool = False
     ) -> str:
-        """Check credentials and open a session; ``SESSION_AUTHENTICATION_FAILED`` else."""
-        ok_user = secrets.compare_digest(user.encode(), self.user.encode())
-        ok_pw = secrets.compare_digest(password.encode(), self._password.encode())
-        if not (ok_user and ok_pw):
+        """Check credentials and open a session; ``SESSION_AUTHENTICATION_FAILED`` else.
+
+        The session carries the user's role (sim/rbac.py), fixed at login as on xapi.
+        """
+        found: SimUser | None = None
+        for known in self.users.values():  # compare with every user: no early exit
+            ok_user = secrets.compare_digest(user.encode(), known.name.encode())
+            ok_pw = secrets.compare_digest(password.encode(), known.password.encode())
+            if ok_user and ok_pw:
+                found = known
+        if found is None:
             raise XapiError(
                 "SESSION_AUTHENTICATION_FAILED",
                 [user, "Authentication failure"],
             )
         ref = new_ref()
         self.sessions[ref] = Session(
-            ref, str(uuidlib.uuid4()), user, self.host.ref, originator, temporary
+            ref, str(uuidlib.uuid4()), user, self.master.ref, originator, temporary,
+            role=found.role, superuser=found.superuser, sid=found.sid,
         )
         return ref
+
+    def add_user(self, user: SimUser) -> None:
+        """Let ``user`` log in (an inventory ``[[users]]`` entry)."""
+        if user.name in self.users:
+            raise ValueError(f"user {user.name!r} exists already")
+        self.users[user.name] = user
 
     def logout(self, session: str) -> None:
         self.sessions.pop(session, None)
@@ -402,8 +459,9 @@ class SimModel:
                 return console
         raise XapiError("UUID_INVALID", ["console", str(uuid)])
 
-    def resident_vms(self) -> list[str]:
-        return [vm.ref for vm in self.vms.values() if vm.resident_on == self.host.ref]
+    def resident_vms(self, host_ref: str | None = None) -> list[str]:
+        here = self.host.ref if host_ref is None else host_ref
+        return [vm.ref for vm in self.vms.values() if vm.resident_on == here]
 
     # -- power transitions -------------------------------------------------------------
     def _check_state(self, vm: VM, allowed: tuple[str, ...]) -> None:
@@ -439,3 +497,4 @@ class SimModel:
         vm.power_state = RUNNING
         vm.domid = self._next_domid
         self._next_domid += 1
+        self.journal.modified("VM", vm.ref)

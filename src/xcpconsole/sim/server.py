@@ -1,9 +1,16 @@
-"""Assemble the simulated host: model, console backends, TLS listener, lifecycle.
+"""Assemble the simulated host (or pool): model, console backends, TLS listeners, lifecycle.
 
-:func:`serve` starts everything and returns a :class:`SimHost` once the
-listener is up and every running VM's console answers; :func:`run` is the
-CLI's entry: it writes ``sim.json`` (mode 0600) and keeps serving until
+:func:`serve` starts everything and returns a :class:`SimHost` once every
+host's listener is up and every running VM's console answers; :func:`run` is
+the CLI's entry: it writes ``sim.json`` (mode 0600) and keeps serving until
 SIGTERM/SIGINT, then stops every backend so no QEMU outlives it.
+
+A pool (``--hosts N``, ``[[hosts]]``, ``--member-listen``) is N hosts in one
+process sharing one database, as a real pool shares the master's: each host
+has its own listener, key pair and certificate, XenAPI dispatcher (a member
+answers ``HOST_IS_SLAVE``) and ``/console`` endpoint (serving only the VMs
+resident on it); the console backends are shared, so a migrated guest keeps
+running.
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 from collections.abc import Callable
@@ -22,15 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..address import connectable_host, format_host, format_hostport, parse_hostport
+from ..address import format_hostport, parse_hostport
 from ..errors import ConfigError, XapiError
 from .backends import BackendError, ConsoleBackend
 from .console import ConsoleEndpoint
+from .hostplan import HostPlan, plan_hosts
 from .http import HttpFrontEnd, HttpLimits
 from .inventory import build_model, load_inventory, member_listen_of
-from .model import VM, SimModel, new_ref
+from .model import VM, Host, SimModel
+from .pool import add_host_certificate
 from .qemu import QemuBackend
-from .tls import certificate_fingerprint, ensure_certificate, server_context
+from .tls import (
+    certificate_fingerprint,
+    ensure_certificate,
+    ensure_host_certificate,
+    server_context,
+)
 from .xapi import XenApiDispatcher
 
 log = logging.getLogger(__name__)
@@ -49,8 +65,12 @@ class SimConfig:
     user: str = "root"
     inventory: Path | None = None
     limits: HttpLimits = field(default_factory=HttpLimits)
-    #: ``(host, port)`` of a pool member that answers HOST_IS_SLAVE (None: inventory's).
+    #: ``(host, port)`` of the first pool member (None: the inventory's ``[member]``, if any).
     member_listen: tuple[str, int] | None = None
+    #: ``--hosts``: how many hosts the pool has (None: ``[[hosts]]``, else one).
+    hosts: int | None = None
+    #: ``--listen`` was not given: the master's ``[[hosts]]`` entry may say where it listens.
+    listen_from_inventory: bool = False
 
 
 class BackendSet:
@@ -72,8 +92,9 @@ class BackendSet:
                 module = importlib.import_module(f"{__package__}.vncterm")
             except ImportError as exc:
                 raise BackendError(f"the virtual terminal backend is unavailable: {exc}") from exc
+            host = self.model.hosts.get(vm.affinity) if vm.is_control_domain else None
             backend: ConsoleBackend = module.VirtualTerminal(
-                vm_name=vm.name_label, hostname=self.model.host.hostname,
+                vm_name=vm.name_label, hostname=(host or self.model.host).hostname,
                 run_dir=run_dir, boot_script=vm.boot_script,
             )
             return backend
@@ -140,44 +161,93 @@ class BackendSet:
 
 
 @dataclass
-class MemberHost:
-    """The optional pool member: its own HTTPS listener, same certificate and database."""
+class HostListener:
+    """One host of the pool as the network sees it: listener, certificate, front door."""
 
+    plan: HostPlan
     server: asyncio.base_events.Server
-    front: HttpFrontEnd
     port: int
-    url: str
-    master_address: str  # what its HOST_IS_SLAVE names
+    cert: Path
+    fingerprint: str
+    front: list[HttpFrontEnd] = field(default_factory=list)  # set once the model exists
+    ref: str = ""
+    endpoint: ConsoleEndpoint | None = None
+
+    @property
+    def url(self) -> str:
+        return _url(self.plan.listen_host, self.port)
+
+
+class PoolHosts:
+    """The pool's listeners by host ref; ends tunnels when a VM migrates (PoolControl)."""
+
+    def __init__(self, model: SimModel, listeners: list[HostListener]) -> None:
+        self.model = model
+        self.listeners = listeners
+
+    def by_ref(self, ref: str) -> HostListener | None:
+        return next((lst for lst in self.listeners if lst.ref == ref), None)
+
+    def slave_of(self, host: Host) -> Callable[[], str | None]:
+        """What ``host`` names in ``HOST_IS_SLAVE`` (None while it is the master)."""
+
+        def naming() -> str | None:
+            master = self.model.master
+            if master.ref == host.ref:
+                return None
+            mine, theirs = self.by_ref(host.ref), self.by_ref(master.ref)
+            if mine is None or theirs is None:
+                return master.address
+            return _master_address(master.address, theirs.port, mine.port)
+
+        return naming
+
+    async def vm_migrated(self, vm: VM, old_host: str) -> None:
+        listener = self.by_ref(old_host)
+        if listener is not None and listener.endpoint is not None:
+            closed = listener.endpoint.close_vm(vm.ref)
+            log.info("%s left %s: %d console tunnel(s) closed", vm.name_label,
+                     listener.plan.name_label, closed)
 
 
 class SimHost:
-    """A running simulated host (the pool master), and its member if configured."""
+    """A running simulated host (the pool master) and, in a pool, its members."""
 
     def __init__(
         self, config: SimConfig, model: SimModel, backends: BackendSet,
-        server: asyncio.base_events.Server, front: HttpFrontEnd, port: int, fingerprint: str,
-        member: MemberHost | None = None,
+        listeners: list[HostListener],
     ) -> None:
         self.config = config
         self.model = model
         self.backends = backends
-        self._server = server
-        self._front = front
-        self.port = port
-        self.fingerprint = fingerprint
-        self.member = member
-        self.url = _url(config.listen_host, port)
+        self.hosts = listeners
+        master = listeners[0]
+        self.port = master.port
+        self.fingerprint = master.fingerprint
+        self.url = master.url
+
+    @property
+    def member(self) -> HostListener | None:
+        """The first member, if any (what ``--member-listen`` used to add)."""
+        return self.hosts[1] if len(self.hosts) > 1 else None
 
     def info(self) -> dict[str, Any]:
-        """The content of ``sim.json`` (docs/architecture.md; ``member`` only with one)."""
+        """The content of ``sim.json`` (docs/simulator.md; ``member`` only in a pool)."""
         info: dict[str, Any] = {
             "url": self.url, "port": self.port, "fingerprint": self.fingerprint,
             "user": self.config.user, "password": self.config.password, "pid": os.getpid(),
+            "hosts": [
+                {"name_label": h.plan.name_label, "address": h.plan.address, "url": h.url,
+                 "fingerprint": h.fingerprint}
+                for h in self.hosts
+            ],
         }
-        if self.member is not None:
+        member = self.member
+        if member is not None:
             info["member"] = {
-                "url": self.member.url, "port": self.member.port,
-                "master_address": self.member.master_address,
+                "url": member.url, "port": member.port,
+                "master_address": _master_address(self.hosts[0].plan.address, self.port,
+                                                  member.port),
             }
         return info
 
@@ -193,63 +263,80 @@ class SimHost:
 
     async def close(self) -> None:
         """Stop accepting, end every connection, stop every backend."""
-        servers = [(self._server, self._front)]
-        if self.member is not None:
-            servers.append((self.member.server, self.member.front))
-        for server, front in servers:
-            server.close()
+        await _close_listeners(self.hosts, stop=self.backends.stop_all)
+
+
+async def _close_listeners(
+    listeners: list[HostListener], stop: Callable[[], Any] | None = None
+) -> None:
+    for listener in listeners:
+        listener.server.close()
+        for front in listener.front:
             for task in list(front.connections):
                 task.cancel()
             await asyncio.gather(*front.connections, return_exceptions=True)
-        await self.backends.stop_all()
-        for server, _ in servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5.0)
+    if stop is not None:
+        await stop()
+    for listener in listeners:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(listener.server.wait_closed(), 5.0)
+
+
+def _inventory_for(config: SimConfig) -> tuple[dict[str, Any], bool]:
+    """The inventory, and whether it is the packaged pool default (which fills empty hosts)."""
+    if config.inventory is not None:
+        return load_inventory(config.inventory), False
+    if (config.hosts or 1) > 1 or config.member_listen is not None:
+        return load_inventory(None, pool=True), True
+    return load_inventory(None), False
 
 
 async def serve(config: SimConfig) -> SimHost:
-    """Start a simulated host; returns once it serves and its running VMs' consoles answer."""
+    """Start a simulated host or pool; returns once it serves and its consoles answer."""
     state = config.state_dir
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    inventory = load_inventory(config.inventory)
-    hostname = str(inventory.get("host", {}).get("hostname", "xcp-sim"))
-    cert, key = ensure_certificate(state, hostname)
-    ctx = server_context(cert, key)
+    inventory, pool_default = _inventory_for(config)
     member_at = config.member_listen
     if member_at is None and (text := member_listen_of(inventory)) is not None:
         member_at = parse_hostport(text, "inventory member.listen")
-    front_ref: list[HttpFrontEnd] = []
-    server = await _listen(config.listen_host, config.listen_port, ctx, config, front_ref)
-    port = int(server.sockets[0].getsockname()[1])
-    member_front: list[HttpFrontEnd] = []
-    member_server = None
-    if member_at is not None:
-        try:
-            member_server = await _listen(*member_at, ctx, config, member_front)
-        except ConfigError:
-            server.close()
-            raise
+    plans = plan_hosts(
+        inventory, count=config.hosts, master_listen=(config.listen_host, config.listen_port),
+        master_listen_explicit=not config.listen_from_inventory, member_listen=member_at,
+    )
+    pooled = len(plans) > 1 or bool(inventory.get("hosts"))
+    listeners: list[HostListener] = []
+    try:
+        for plan in plans:
+            if pooled:
+                cert, key = ensure_host_certificate(state / "hosts" / _dir_name(plan), plan.address)
+            else:
+                cert, key = ensure_certificate(state, plan.hostname)
+            front: list[HttpFrontEnd] = []
+            server = await _listen(
+                plan.listen_host, plan.listen_port, server_context(cert, key), config, front)
+            listeners.append(HostListener(
+                plan, server, int(server.sockets[0].getsockname()[1]), cert,
+                certificate_fingerprint(cert), front,
+            ))
+    except BaseException:
+        await _close_listeners(listeners)
+        raise
+    plans = [dataclasses.replace(lst.plan, listen_port=lst.port) for lst in listeners]
     model = build_model(
         inventory, user=config.user, password=config.password,
-        address=_public_address(config.listen_host), port=port,
+        address=plans[0].address, port=listeners[0].port,
+        hosts=plans if pooled else None, fill_empty_hosts=pool_default,
     )
     backends = BackendSet(model, state / "run")
-    dispatcher = XenApiDispatcher(model, backends)
-    front = HttpFrontEnd(config.limits, dispatcher, ConsoleEndpoint(model, backends.socket_for))
-    front_ref.append(front)
-    member = None
-    if member_server is not None and member_at is not None:
-        member_port = int(member_server.sockets[0].getsockname()[1])
-        master_address = _master_address(model.host.address, port, member_port)
-        member_front.append(HttpFrontEnd(
-            config.limits,
-            XenApiDispatcher(model, backends, master_address=master_address),
-            ConsoleEndpoint(model, backends.socket_for, host_ref=new_ref()),
-        ))
-        member = MemberHost(
-            member_server, member_front[0], member_port, _url(member_at[0], member_port),
-            master_address,
-        )
+    pool = PoolHosts(model, listeners)
+    lock = asyncio.Lock()
+    for listener, host in zip(listeners, list(model.hosts.values()), strict=True):
+        listener.ref = host.ref
+        add_host_certificate(model, host, listener.cert)
+        listener.endpoint = ConsoleEndpoint(model, backends.socket_for, host_ref=host.ref)
+        dispatcher = XenApiDispatcher(
+            model, backends, slave_of=pool.slave_of(host), pool=pool, power_lock=lock)
+        listener.front.append(HttpFrontEnd(config.limits, dispatcher, listener.endpoint))
     running = [vm for vm in model.vms.values() if vm.consoles]
     results = await asyncio.gather(
         *(backends.start(vm) for vm in running), return_exceptions=True
@@ -258,12 +345,14 @@ async def serve(config: SimConfig) -> SimHost:
         if isinstance(result, BaseException):
             log.error("console backend of %s failed to start: %s", vm.name_label, result)
     _quiet_tls_errors(asyncio.get_running_loop())
-    await server.start_serving()
-    if member is not None:
-        await member.server.start_serving()
-    return SimHost(
-        config, model, backends, server, front, port, certificate_fingerprint(cert), member
-    )
+    for listener in listeners:
+        await listener.server.start_serving()
+    return SimHost(config, model, backends, listeners)
+
+
+def _dir_name(plan: HostPlan) -> str:
+    """Where a pool host keeps its key pair: ``STATE_DIR/hosts/<name_label>/``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", plan.name_label) or "host"
 
 
 async def _listen(
@@ -299,10 +388,6 @@ def _master_address(address: str, master_port: int, member_port: int) -> str:
     master's port, as ``address:port``, or such a client would come back to the member.
     """
     return address if master_port == member_port else f"{address}:{master_port}"
-
-
-def _public_address(listen_host: str) -> str:
-    return format_host(connectable_host(listen_host))
 
 
 def _quiet_tls_errors(loop: asyncio.AbstractEventLoop) -> None:

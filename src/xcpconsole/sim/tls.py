@@ -33,15 +33,54 @@ def ensure_certificate(state_dir: Path, hostname: str) -> tuple[Path, Path]:
     cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName([
+    names: list[x509.GeneralName] = [
         x509.DNSName(hostname),
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
-    ])
+    ]
+    _write_certificate(cert_path, key_path, hostname, names)
+    return cert_path, key_path
+
+
+def ensure_host_certificate(directory: Path, address: str) -> tuple[Path, Path]:
+    """A pool host's own key pair and certificate (CN and SAN = its ``address``).
+
+    Like a real host's, it is made once and kept in ``directory`` (so its
+    fingerprint is stable across restarts); it is made again only when it no
+    longer names ``address``.
+    """
+    cert_path, key_path = directory / CERT_NAME, directory / KEY_NAME
+    bare = address.strip("[]")
+    if cert_path.exists() and key_path.exists() and _names_address(cert_path, bare):
+        return cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_certificate(cert_path, key_path, bare, [_general_name(bare)])
+    return cert_path, key_path
+
+
+def _general_name(address: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(address))
+    except ValueError:
+        return x509.DNSName(address)
+
+
+def _names_address(cert_path: Path, address: str) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, OSError):
+        return False
+    return _general_name(address) in list(san)
+
+
+def _write_certificate(
+    cert_path: Path, key_path: Path, common_name: str, names: list[x509.GeneralName]
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -50,7 +89,7 @@ def ensure_certificate(state_dir: Path, hostname: str) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(san, critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -63,7 +102,6 @@ def ensure_certificate(state_dir: Path, hostname: str) -> tuple[Path, Path]:
     with os.fdopen(fd, "wb") as f:
         f.write(key_pem)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 def certificate_fingerprint(cert_path: Path) -> str:

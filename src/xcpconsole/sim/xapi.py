@@ -18,7 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import ProtocolError, XapiError
-from .model import VM, Console, SimModel, XapiDate
+from . import pool as rules
+from . import rbac
+from .events import EventSource, Int32
+from .model import VM, Console, Session, SimModel, XapiDate
+from .xapi_pool import (
+    PROBE_CERTIFICATE,
+    PoolControl,
+    certificate_of,
+    certificate_record,
+    pool_methods,
+)
 
 
 class PowerControl(Protocol):
@@ -44,6 +54,8 @@ Handler = Callable[[list[Any]], Awaitable[Any]]
 def _to_xmlrpc(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return "" if value is None else value
+    if isinstance(value, Int32):
+        return int(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, XapiDate):
@@ -83,17 +95,31 @@ class XenApiDispatcher:
     session, because the sessions of external clients are only honoured by
     the master (``session_check.ml``); an unknown session is still
     ``SESSION_INVALID``, and parameter counts are checked first as usual.
+    In a pool the role can change (``pool.designate_new_master``): then
+    ``slave_of()`` says, at each call, what this host's ``HOST_IS_SLAVE``
+    names (None while it is the master).  ``pool`` is told about migrations;
+    ``power_lock`` is shared by the dispatchers of one pool.
     """
 
     def __init__(
-        self, model: SimModel, power: PowerControl, *, master_address: str | None = None
+        self, model: SimModel, power: PowerControl, *, master_address: str | None = None,
+        slave_of: Callable[[], str | None] | None = None, pool: PoolControl | None = None,
+        power_lock: asyncio.Lock | None = None,
     ) -> None:
         self.model = model
         self.power = power
-        self.master_address = master_address
+        self._slave_of = slave_of if slave_of is not None else (lambda: master_address)
         self._methods: dict[str, tuple[int, Handler]] = {}
-        self._power_lock = asyncio.Lock()  # one power transition at a time, like a task queue
+        # one power transition at a time, like a task queue
+        self._power_lock = power_lock if power_lock is not None else asyncio.Lock()
         self._register()
+        events = EventSource(model.journal, self._snapshot, self._counts)
+        self._methods.update(pool_methods(model, self._power_lock, pool, events))
+
+    @property
+    def master_address(self) -> str | None:
+        """What ``HOST_IS_SLAVE`` names now, or None when this host is the master."""
+        return self._slave_of()
 
     # -- wire formats ----------------------------------------------------------------
     async def handle_xmlrpc(self, body: bytes) -> bytes:
@@ -145,6 +171,7 @@ class XenApiDispatcher:
         if entry is None:
             raise XapiError("MESSAGE_METHOD_UNKNOWN", [method])
         count, handler = entry
+        session: Session | None = None
         if method == "session.login_with_password":
             if not 2 <= len(params) <= 4:
                 raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", [method, "4", str(len(params))])
@@ -153,9 +180,13 @@ class XenApiDispatcher:
                 "MESSAGE_PARAMETER_COUNT_MISMATCH", [method, str(count), str(len(params))]
             )
         else:
-            self.model.session(params[0])
-        if self.master_address is not None:
-            raise XapiError("HOST_IS_SLAVE", [self.master_address])
+            session = self.model.session(params[0])
+        master = self._slave_of()
+        if master is not None:
+            raise XapiError("HOST_IS_SLAVE", [master])
+        if session is not None:
+            # generated server code: session check, then Rbac.check, then the call
+            rbac.check(session.role, session.superuser, rbac.permission_of_call(method))
         return await handler(params)
 
     def _generic(self, method: str) -> tuple[int, Handler] | None:
@@ -185,7 +216,23 @@ class XenApiDispatcher:
             return m.host.record([])
         if cls == "pool":
             return m.pool.record()
+        if cls == "Certificate":
+            return PROBE_CERTIFICATE
         return None
+
+    def _snapshot(self, cls: str, ref: str) -> dict[str, Any]:
+        """The current record of an ``event.from`` row (class names are lower case there)."""
+        for name, getter in self._record_getters.items():
+            if name.lower() == cls:
+                return getter(ref)
+        raise XapiError("HANDLE_INVALID", [cls, ref])
+
+    def _counts(self) -> dict[str, int]:
+        m = self.model
+        return {
+            "vm": len(m.vms), "console": len(m.consoles), "host": len(m.hosts), "pool": 1,
+            "certificate": len(m.certificates), "session": len(m.sessions),
+        }
 
     # -- handlers --------------------------------------------------------------------
     @property
@@ -196,12 +243,12 @@ class XenApiDispatcher:
             "console": lambda ref: m.console(ref).record(),
             "host": self._host_record,
             "pool": self._pool_record,
+            "Certificate": lambda ref: certificate_record(certificate_of(m, ref)),
         }
 
     def _host_record(self, ref: Any) -> dict[str, Any]:
-        if ref != self.model.host.ref:
-            raise XapiError("HANDLE_INVALID", ["host", str(ref)])
-        return self.model.host.record(self.model.resident_vms())
+        host = rules.host_of(self.model, ref)
+        return host.record(self.model.resident_vms(host.ref))
 
     def _pool_record(self, ref: Any) -> dict[str, Any]:
         if ref != self.model.pool.ref:
@@ -219,6 +266,7 @@ class XenApiDispatcher:
 
         async def logout(p: list[Any]) -> str:
             m.logout(p[0])
+            m.journal.wake()  # a blocked event.from of that session fails now
             return ""
 
         def session_rec(ref: Any) -> dict[str, Any]:
@@ -229,7 +277,7 @@ class XenApiDispatcher:
 
         add("session.login_with_password", 4, login)
         add("session.logout", 1, logout)
-        for field in ("this_host", "this_user", "uuid", "pool", "originator", "auth_user_name"):
+        for field in Session("", "", "", "").record(""):
             add(f"session.get_{field}", 2, _field_of(session_rec, field))
         add("session.get_record", 2, _wrap(lambda p: session_rec(p[1])))
 
@@ -237,22 +285,22 @@ class XenApiDispatcher:
         tables: dict[str, Callable[[], list[str]]] = {
             "VM": lambda: list(m.vms),
             "console": lambda: list(m.consoles),
-            "host": lambda: [m.host.ref],
+            "host": lambda: list(m.hosts),
             "pool": lambda: [m.pool.ref],
+            "Certificate": lambda: list(m.certificates),
         }
         for cls, refs in tables.items():
             self._add_class(cls, refs, getters[cls])
 
         add("VM.get_by_uuid", 2, _wrap(lambda p: m.vm_by_uuid(p[1]).ref))
         add("console.get_by_uuid", 2, _wrap(lambda p: m.console_by_uuid(p[1]).ref))
-        add("host.get_by_uuid", 2,
-            _wrap(lambda p: self._by_uuid("host", m.host.uuid, m.host.ref, p[1])))
+        add("host.get_by_uuid", 2, _wrap(lambda p: self._host_by_uuid(p[1])))
         add("pool.get_by_uuid", 2,
             _wrap(lambda p: self._by_uuid("pool", m.pool.uuid, m.pool.ref, p[1])))
         add("VM.get_by_name_label", 2,
             _wrap(lambda p: [vm.ref for vm in m.vms.values() if vm.name_label == p[1]]))
         add("host.get_by_name_label", 2,
-            _wrap(lambda p: [m.host.ref] if m.host.name_label == p[1] else []))
+            _wrap(lambda p: [h.ref for h in m.hosts.values() if h.name_label == p[1]]))
 
         async def start(p: list[Any]) -> str:
             vm = m.vm(p[1])
@@ -298,6 +346,12 @@ class XenApiDispatcher:
         self._add(f"{cls}.get_all", 1, _wrap(lambda p: refs()))
         self._add(f"{cls}.get_all_records", 1, _wrap(lambda p: {r: getter(r) for r in refs()}))
         self._add(f"{cls}.get_record", 2, _wrap(lambda p: getter(p[1])))
+
+    def _host_by_uuid(self, asked: Any) -> str:
+        for host in self.model.hosts.values():
+            if host.uuid == asked:
+                return host.ref
+        raise XapiError("UUID_INVALID", ["host", str(asked)])
 
     def _by_uuid(self, cls: str, have: str, ref: str, asked: Any) -> str:
         if asked != have:

@@ -1,8 +1,9 @@
 """TLS connections whose certificate passed :mod:`.policy`: blocking and asyncio.
 
 Thin adapters: they gather what is trusted (the pinned fingerprint, else the
-known_hosts line), run the handshake, ask the policy, and carry out its answer
-(warn, refuse, or ask the caller's ``confirm`` and remember a yes).  Checks
+known_hosts line, plus what the caller vouches for: in a pool, the master's record of
+each member's certificate), run the handshake, ask the policy, and carry out its
+answer (warn, refuse, or ask the caller's ``confirm`` and remember a yes).  Checks
 happen right after the handshake, before any byte (and so before the password
 or a session id) is sent.  The library never prints or reads the terminal:
 questions go to ``settings.confirm``, warnings to ``settings.warn`` (or the
@@ -22,7 +23,7 @@ from typing import Protocol, TypeVar
 
 from ..address import format_hostport
 from ..errors import NetworkError, TrustError
-from .fingerprint import fingerprint_of
+from .fingerprint import fingerprint_of, normalise_fingerprint
 from .known_hosts import KnownHosts
 from .policy import Accept, Refuse, Source, TrustStore, decide, uses_system_cas
 
@@ -51,6 +52,8 @@ class TrustSettings(Protocol):
     @property
     def fingerprint(self) -> str | None: ...
     @property
+    def pin_key(self) -> str: ...
+    @property
     def insecure(self) -> bool: ...
     @property
     def known_hosts(self) -> Path: ...
@@ -62,23 +65,36 @@ class TrustSettings(Protocol):
     def warn(self) -> Callable[[str], None] | None: ...
 
 
-def trust_store_for(settings: TrustSettings, key: str) -> TrustStore:
-    """What is trusted for ``key``: the pinned fingerprint, else its known_hosts line.
+def trust_store_for(settings: TrustSettings, key: str,
+                    vouched: TrustStore | None = None) -> TrustStore:
+    """What is trusted for ``key``: the pinned fingerprint (when it pins ``key``), else
+    its known_hosts line; and what ``vouched`` (the pool master) says about ``key``.
 
     A pin replaces known_hosts (a stale line cannot override the flag); the
     file is read at each check, so an answer given in another thread counts.
     """
     store = TrustStore()
-    if settings.fingerprint:
+    if settings.fingerprint and key == settings.pin_key:
         store.add(key, settings.fingerprint, Source.pin())
     else:
         known = KnownHosts(settings.known_hosts).lookup(key)
         if known:
             store.add(key, known[0], Source.known_hosts(str(settings.known_hosts), known[1]))
+    if vouched is not None:
+        for fingerprint, source in vouched.trusted(key).items():
+            store.add(key, fingerprint, source)
     return store
 
 
-def make_ssl_context(settings: TrustSettings, host: str, port: int) -> ssl.SSLContext:
+def _is_pinned_elsewhere(settings: TrustSettings, key: str, got: str) -> bool:
+    """The pinned certificate presented by another address than the one pinned (the
+    same host reached by another name or IP): a certificate is the host's identity."""
+    return bool(settings.fingerprint) and key != settings.pin_key and \
+        normalise_fingerprint(settings.fingerprint or "") == got
+
+
+def make_ssl_context(settings: TrustSettings, host: str, port: int,
+                     vouched: TrustStore | None = None) -> ssl.SSLContext:
     """The context for the first handshake with ``host:port``.
 
     When the certificate is pinned (flag, known host) or ``--insecure`` is on, the
@@ -87,7 +103,8 @@ def make_ssl_context(settings: TrustSettings, host: str, port: int) -> ssl.SSLCo
     against the system CAs and the host name.
     """
     key = format_hostport(host, port)
-    if not uses_system_cas(trust_store_for(settings, key), key, insecure=settings.insecure):
+    if not uses_system_cas(trust_store_for(settings, key, vouched), key,
+                           insecure=settings.insecure):
         return unverified_context()
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -104,7 +121,7 @@ def unverified_context() -> ssl.SSLContext:
 
 
 def check_certificate(der: bytes, settings: TrustSettings, key: str, *,
-                      ca_verified: bool = False) -> None:
+                      ca_verified: bool = False, vouched: TrustStore | None = None) -> None:
     """Carry out the policy's decision about the certificate ``key`` presented.
 
     ``key`` is ``host:port`` (``[v6]:port``).  TrustError if refused.  An unknown
@@ -112,7 +129,10 @@ def check_certificate(der: bytes, settings: TrustSettings, key: str, *,
     and ``settings.confirm`` is given; a yes is remembered in known_hosts.
     """
     got = fingerprint_of(der)
-    decision = decide(trust_store_for(settings, key), key, got, insecure=settings.insecure,
+    if not settings.insecure and _is_pinned_elsewhere(settings, key, got):
+        return
+    decision = decide(trust_store_for(settings, key, vouched), key, got,
+                      insecure=settings.insecure,
                       ca_verified=ca_verified,
                       interactive=settings.interactive and settings.confirm is not None,
                       remember_in=str(settings.known_hosts))
@@ -126,7 +146,8 @@ def check_certificate(der: bytes, settings: TrustSettings, key: str, *,
     known = KnownHosts(settings.known_hosts)
     with _prompt_lock:
         if known.lookup(key) is not None:
-            return check_certificate(der, settings, key)  # another thread accepted it
+            # another thread accepted it
+            return check_certificate(der, settings, key, vouched=vouched)
         if settings.confirm is not None and settings.confirm(decision.question):
             known.add(key, decision.fingerprint)
             return None
@@ -147,10 +168,12 @@ class _TrustedHandshake:
     and the policy check once the handshake is done.
     """
 
-    def __init__(self, host: str, port: int, settings: TrustSettings) -> None:
+    def __init__(self, host: str, port: int, settings: TrustSettings,
+                 vouched: TrustStore | None) -> None:
         self.key = format_hostport(host, port)
         self.settings = settings
-        self.context = make_ssl_context(settings, host, port)
+        self.vouched = vouched
+        self.context = make_ssl_context(settings, host, port, vouched)
         self._fell_back = False
 
     def fall_back(self, exc: ssl.SSLCertVerificationError) -> None:
@@ -164,14 +187,14 @@ class _TrustedHandshake:
         """The policy's verdict on the peer certificate; TrustError if refused."""
         if not der:
             raise TrustError("the host presented no certificate")
-        check_certificate(der, self.settings, self.key,
+        check_certificate(der, self.settings, self.key, vouched=self.vouched,
                           ca_verified=self.context.verify_mode != ssl.CERT_NONE)
 
 
 def connect_tls_sync(host: str, port: int, settings: TrustSettings,
-                     timeout: float = 30.0) -> ssl.SSLSocket:
+                     timeout: float = 30.0, vouched: TrustStore | None = None) -> ssl.SSLSocket:
     """A blocking TLS socket to ``host:port`` whose certificate passed the trust rules."""
-    handshake = _TrustedHandshake(host, port, settings)
+    handshake = _TrustedHandshake(host, port, settings, vouched)
     while True:
         try:
             raw = socket.create_connection((host, port), timeout)
@@ -197,14 +220,16 @@ def connect_tls_sync(host: str, port: int, settings: TrustSettings,
 
 async def create_tls_connection(
         protocol_factory: Callable[[], P], host: str, port: int, settings: TrustSettings, *,
-        timeout: float = 10.0) -> tuple[asyncio.Transport, P]:
+        timeout: float = 10.0, vouched: TrustStore | None = None
+) -> tuple[asyncio.Transport, P]:
     """``loop.create_connection`` over TLS to ``host:port`` with the certificate checked.
 
     Returns before anything is written, so the caller's first bytes (a session
-    id) only go to a host that passed :func:`check_certificate`.
+    id) only go to a host that passed :func:`check_certificate`.  ``vouched``: what a
+    trusted party (the pool master) says this host's certificate is.
     """
     loop = asyncio.get_running_loop()
-    handshake = _TrustedHandshake(host, port, settings)
+    handshake = _TrustedHandshake(host, port, settings, vouched)
     while True:
         try:
             transport, protocol = await asyncio.wait_for(

@@ -75,6 +75,10 @@ class WebSession:
     last_seen: float
     consoles: int = 0  # open console WebSockets
     visible_vms: set[str] = field(default_factory=set)  # VM uuids this user has listed
+    #: (vm uuid, protocol) -> (HTTP status, message) of the last console that failed to
+    #: open: a WebSocket cannot carry it to the page, the next token request does
+    console_errors: dict[tuple[str, str], tuple[int | None, str]] = field(
+        default_factory=dict)
 
     def check_csrf(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")

@@ -8,16 +8,20 @@ typed by the protocols of :mod:`.host`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
+from ..errors import XcpConsoleError
 from ..settings import HostSettings
 from .config import GatewayConfig
 from .host import HostConsole, HostSession, Streams
 
 if TYPE_CHECKING:
     from ..xapi import ConsoleInfo, XapiSession
+
+log = logging.getLogger(__name__)
 
 #: Read buffer of a console tunnel: smaller than the CLI's, memory per browser session
 #: matters here.
@@ -60,5 +64,16 @@ def default_backend(config: GatewayConfig) -> Backend:
             await client.close()
         return await asyncio.to_thread(scale_png, rgb)
 
-    return Backend(login=XapiSession.login, open_tunnel=tunnel,
+    async def login(settings: HostSettings) -> HostSession:
+        xapi = await XapiSession.login(settings)
+        try:
+            # What the master says of each host's certificate, read now: after a master
+            # change the old master answers nothing but HOST_IS_SLAVE, and the signed-in
+            # users' sessions move to the new one trusted on this description.
+            await xapi.pool_hosts()
+        except XcpConsoleError as exc:
+            log.info("pool hosts not read at sign-in: %s", exc)
+        return xapi
+
+    return Backend(login=login, open_tunnel=tunnel,
                    make_settings=make_settings, capture=capture)

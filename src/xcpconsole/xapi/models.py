@@ -43,12 +43,14 @@ class VmInfo:
             resident_on=_str(record, "resident_on", NULL_REF),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON shape of ``xcpconsole vms --json`` (no refs: they are per-session noise)."""
+    def to_json(self, host_names: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON shape of ``xcpconsole vms --json`` (no refs: they are per-session noise);
+        ``resident_on`` is the name of the host it runs on (None when it does not run)."""
         return {"name_label": self.name_label, "uuid": self.uuid,
                 "power_state": self.power_state, "is_control_domain": self.is_control_domain,
                 "console_protocols": list(self.console_protocols),
-                "name_description": self.name_description}
+                "name_description": self.name_description,
+                "resident_on": (host_names or {}).get(self.resident_on)}
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,12 @@ class ConsoleInfo:
     vm_name_label: str
     protocol: str
     location: str
+    vm_resident_on: str = NULL_REF  # ref of the host the VM runs on
 
-    def to_json(self) -> dict[str, Any]:
-        """``xe console-list`` fields, with dashes as underscores."""
+    def to_json(self, host_names: dict[str, str] | None = None) -> dict[str, Any]:
+        """``xe console-list`` fields, with dashes as underscores, and the name of the
+        host that serves the console (the one the VM runs on)."""
         data = asdict(self)
-        del data["ref"], data["vm_ref"]
+        del data["ref"], data["vm_ref"], data["vm_resident_on"]
+        data["resident_on"] = (host_names or {}).get(self.vm_resident_on)
         return data

@@ -21,13 +21,14 @@ import logging
 import socket
 import ssl
 import threading
+import time
 import xmlrpc.client
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
-from ..address import format_host
+from ..address import format_host, format_hostport
 from ..errors import (
     AmbiguousError,
     AuthError,
@@ -40,7 +41,9 @@ from ..errors import (
     redact,
 )
 from ..settings import HostSettings, normalise_url, split_url
+from ..trust import TrustStore
 from .models import ConsoleInfo, VmInfo
+from .pool import CACHE_SECONDS, EXPIRY_WARNING_DAYS, HostInfo, read_hosts, vouched_store
 from .transport import TrustedTransport
 
 log = logging.getLogger("xcpconsole.xapi")
@@ -115,6 +118,8 @@ class XapiSession:
         self.settings = settings
         self._lock = threading.Lock()
         self._closed = False
+        self._hosts: tuple[float, list[HostInfo]] | None = None
+        self._expiry_warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<XapiSession {self.settings.user}@{self.settings.url}>"
@@ -152,7 +157,9 @@ class XapiSession:
                                         ) from None
                     log.info("%s is a pool member; logging in on the master %s",
                              settings.url, url)
-                    settings = dataclasses.replace(settings, url=url)
+                    # the pin still names the host it was given for
+                    settings = dataclasses.replace(settings, url=url,
+                                                   pinned_for=settings.pin_key)
                     continue
                 raise _map_error(exc, "login") from None
             except BaseException as exc:
@@ -204,13 +211,20 @@ class XapiSession:
 
         def run() -> Any:
             with self._lock:
-                for attempt in (1, 2):
+                moved = False
+                for attempt in (1, 2, 3):
                     try:
                         return self._sdk.xenapi_request(method, tuple(args))
+                    except _sdk().Failure as exc:
+                        details = [str(d) for d in (exc.details or [""])]
+                        if details[0] != "HOST_IS_SLAVE" or len(details) < 2 or moved:
+                            raise _map_error(exc, method) from None
+                        moved = True  # the pool has a new master; the session lives on
+                        self._follow_master(details[1])
                     except _DEAD_CONNECTION as exc:
                         # The host closed the idle keep-alive connection (xmlrpc.client
                         # retries only some of the ways this shows): reconnect once.
-                        if attempt == 2:
+                        if attempt == 3:
                             raise _map_error(exc, method) from None
                         log.debug("%s: connection closed by the host; reconnecting", method)
                         with contextlib.suppress(Exception):
@@ -221,6 +235,67 @@ class XapiSession:
 
         log.debug("call %s", method)
         return await asyncio.to_thread(run)
+
+    def _follow_master(self, address: str) -> None:
+        """Move this session to the pool's new master (``designate_new_master``): xapi
+        keeps sessions across the change.  Called with the lock held, in a thread.
+
+        The new master, a member until now, is trusted as the old master described it
+        (the cached host list), or by the usual rules (pin, known_hosts)."""
+        url = _master_url(self.settings.url, address)
+        host, port = split_url(url)
+        vouched = None
+        if self._hosts is not None:
+            master = format_hostport(self.settings.host, self.settings.port)
+            vouched = vouched_store(self._hosts[1], host, port, master)
+        log.info("the pool master moved to %s; following it", url)
+        old = self._sdk
+        sdk = _sdk().Session(url, transport=TrustedTransport(self.settings, 60.0, vouched))
+        sdk._session = old._session
+        sdk.last_login_method = getattr(old, "last_login_method", None)
+        sdk.last_login_params = getattr(old, "last_login_params", None)
+        sdk._API_version = getattr(old, "_API_version", sdk._API_version)
+        with contextlib.suppress(Exception):
+            old.transport.close()
+        self._sdk = sdk
+        self.settings = dataclasses.replace(self.settings, url=url,
+                                            pinned_for=self.settings.pin_key)
+        self._hosts = None
+
+    # -- the pool's hosts -------------------------------------------------------------------
+    async def pool_hosts(self, *, refresh: bool = False) -> list[HostInfo]:
+        """The pool's hosts with their certificates (master first), cached for a minute."""
+        now = time.monotonic()
+        if refresh or self._hosts is None or now - self._hosts[0] > CACHE_SECONDS:
+            self._hosts = (now, await read_hosts(self.call, with_vms=False))
+        return self._hosts[1]
+
+    async def host_names(self) -> dict[str, str]:
+        """host ref -> name-label (one round trip), for listings."""
+        records = await self.call("host.get_all_records")
+        if not isinstance(records, dict):
+            raise ProtocolError("host.get_all_records did not return a map")
+        return {str(ref): str(rec.get("name_label", "")) for ref, rec in records.items()
+                if isinstance(rec, dict)}
+
+    async def vouched_for(self, host: str, port: int, *, refresh: bool = False) -> TrustStore:
+        """What the master (trusted: this session runs over its verified TLS) says the
+        certificate of ``host:port`` is; warns once when it expires within 30 days."""
+        hosts = await self.pool_hosts(refresh=refresh)
+        master = format_hostport(self.settings.host, self.settings.port)
+        store = vouched_store(hosts, host, port, master)
+        for info in hosts:
+            if (host in (info.address, info.hostname) and info.ref not in self._expiry_warned
+                    and info.expires_within(EXPIRY_WARNING_DAYS)):
+                self._expiry_warned.add(info.ref)
+                assert info.not_after is not None
+                message = (f"the certificate of host {info.name_label} ({info.address}) "
+                           f"expires on {info.not_after:%Y-%m-%d}")
+                if self.settings.warn is not None:
+                    self.settings.warn(message)
+                else:
+                    log.warning("%s", message)
+        return store
 
     # -- lookups ---------------------------------------------------------------------------
     async def _records(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -295,7 +370,8 @@ class XapiSession:
             out.append(ConsoleInfo(
                 ref=str(ref), uuid=str(rec.get("uuid", "")), vm_ref=vm_ref,
                 vm_uuid=str(vrec.get("uuid", "")), vm_name_label=str(vrec.get("name_label", "")),
-                protocol=str(rec.get("protocol", "")), location=str(rec.get("location", ""))))
+                protocol=str(rec.get("protocol", "")), location=str(rec.get("location", "")),
+                vm_resident_on=str(vrec.get("resident_on", "OpaqueRef:NULL"))))
         out.sort(key=lambda c: (c.vm_name_label.lower(), c.vm_uuid, c.protocol))
         return out
 

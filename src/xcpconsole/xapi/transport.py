@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..trust import TrustSettings, connect_tls_sync, unverified_context
+from ..trust import TrustSettings, TrustStore, connect_tls_sync, unverified_context
 
 __all__ = ["TrustedTransport"]
 
@@ -22,25 +22,30 @@ __all__ = ["TrustedTransport"]
 class _TrustedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS for xmlrpc.client whose socket comes from :func:`connect_tls_sync`."""
 
-    def __init__(self, host: str, port: int, settings: TrustSettings, timeout: float) -> None:
+    def __init__(self, host: str, port: int, settings: TrustSettings, timeout: float,
+                 vouched: TrustStore | None = None) -> None:
         super().__init__(host, port, timeout=timeout, context=unverified_context())
         self._settings = settings
+        self._vouched = vouched
 
     def connect(self) -> None:
         self.sock = connect_tls_sync(self.host, self.port, self._settings,
-                                     timeout=float(self.timeout or 30.0))
+                                     timeout=float(self.timeout or 30.0), vouched=self._vouched)
         # http.client's own connect() sets this; without it Nagle and delayed ACKs add
         # ~40 ms to every XenAPI call (measured: 44 ms -> 3 ms per get_all_records).
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class TrustedTransport(xmlrpc.client.SafeTransport):
-    """XML-RPC transport for ``XenAPI.Session(uri, transport=...)`` with our trust rules."""
+    """XML-RPC transport for ``XenAPI.Session(uri, transport=...)`` with our trust rules;
+    ``vouched``: what the old master said of a new one's certificate (a master change)."""
 
-    def __init__(self, settings: TrustSettings, timeout: float = 60.0) -> None:
+    def __init__(self, settings: TrustSettings, timeout: float = 60.0,
+                 vouched: TrustStore | None = None) -> None:
         super().__init__()
         self._settings = settings
         self._timeout = timeout
+        self._vouched = vouched
 
     def make_connection(self, host: Any) -> http.client.HTTPSConnection:
         if self._connection and host == self._connection[0]:
@@ -52,6 +57,6 @@ class TrustedTransport(xmlrpc.client.SafeTransport):
         if not parts.hostname:
             raise ConfigError(f"bad XenAPI address {chost!r}")
         conn = _TrustedHTTPSConnection(parts.hostname, parts.port or 443, self._settings,
-                                       self._timeout)
+                                       self._timeout, self._vouched)
         self._connection = host, conn
         return conn

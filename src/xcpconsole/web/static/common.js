@@ -45,7 +45,11 @@ export async function nextConsoleUrl(reconnector) {
   try {
     return await consoleUrl();
   } catch (err) {
-    if (err.status !== 401) reconnector.schedule(err.message);
+    if (err.body && err.body.permanent) {
+      setState('failed', err.message);  // e.g. a read-only role: retrying cannot help
+    } else if (err.status !== 401) {
+      reconnector.schedule(err.message);
+    }
     return null;
   }
 }

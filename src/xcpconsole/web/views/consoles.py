@@ -56,6 +56,11 @@ async def post_token(request: web.Request) -> web.StreamResponse:
     uuid, protocol = request.match_info["uuid"], request.match_info["protocol"]
     if protocol not in PROTOCOLS:
         raise web.HTTPNotFound()
+    failed = sess.console_errors.pop((uuid, protocol), None)
+    if failed is not None:  # the last try was refused by the host: say why, once
+        status, message = failed
+        return web.json_response({"error": message, "permanent": status == 403},
+                                 status=403 if status == 403 else 409)
     try:
         console = await sess.xapi.find_console(uuid, protocol)
     except (NotFoundError, TunnelError) as exc:
@@ -105,6 +110,8 @@ async def _serve_console(gw: Gateway, ws: web.WebSocketResponse, sess: WebSessio
         reader, writer = await gw.backend.open_tunnel(sess.xapi, console)
     except XcpConsoleError as exc:
         log.info("%s: cannot open console: %s", label, exc)
+        if len(sess.console_errors) < 64:
+            sess.console_errors[(uuid, protocol)] = (getattr(exc, "status", None), str(exc))
         await ws.close(code=4404, message=str(exc).encode()[:120])
         return
     framer = RfbRelayFramer() if protocol == "rfb" else None
