@@ -210,6 +210,10 @@ def test_hosts_lists_the_pool(pool: PoolProcess, tmp_path: Path) -> None:
     assert [row["role"] for row in rows] == ["master", "member", "member"]
     assert [(row["address"], row["certificate_sha256"]) for row in rows] == [
         (h.address, h.fingerprint) for h in pool.hosts]
+    table = cli(env, "hosts")
+    assert table.returncode == 0, table.stderr
+    for h in pool.hosts:  # verbatim: hex like ":CD:" must not become an emoji
+        assert h.fingerprint in table.stdout and h.address in table.stdout
     placed = {vm for row in rows for vm in row["resident_vms"]}
     assert {QEMU_VM, TEXT_VM} <= placed
     r = cli(env, "vms", "--json")

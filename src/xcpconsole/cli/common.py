@@ -141,4 +141,6 @@ def print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+    # names and fingerprints are data: no markup ("[b]"), no emoji codes (":CD:" in hex)
+    Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=False,
+            emoji=False).print(table)
