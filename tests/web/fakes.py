@@ -34,6 +34,7 @@ class FakeVm:
     power_state: str = "Running"
     is_control_domain: bool = False
     console_protocols: tuple[str, ...] = ("rfb", "vt100")
+    resident_on: str = "OpaqueRef:host-1"
 
 
 @dataclass
@@ -59,6 +60,9 @@ class FakeXapi:
 
     async def vms(self) -> list[FakeVm]:
         return list(VMS)
+
+    async def host_names(self) -> dict[str, str]:
+        return {"OpaqueRef:host-1": "fake-host <1>"}
 
     async def find_vm(self, name_or_uuid: str) -> FakeVm:
         for vm in VMS:

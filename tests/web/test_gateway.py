@@ -115,6 +115,9 @@ async def test_login_sets_strict_httponly_cookie_and_lists_vms(make_gw: Callable
     vms = await (await gw.client.get("/api/vms")).json()
     assert {v["name"]: v["power_state"] for v in vms} == {"alpha": "Running",
                                                           "beta <b>": "Halted"}
+    # where each runs: the running one's host (escaped in the page), none for the halted
+    assert {v["name"]: v["host"] for v in vms} == {"alpha": "fake-host <1>", "beta <b>": ""}
+    assert '<td class="host">fake-host &lt;1&gt;</td>' in page
 
 
 async def test_login_form_needs_csrf_and_origin(make_gw: Callable[..., Any]) -> None:

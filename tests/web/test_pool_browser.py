@@ -82,6 +82,11 @@ def test_console_follows_a_migration(pool_page: Any, pool_gateway: GatewayProces
     open_console(pool_page, pool_gateway.url, TEXT_VM, "rfb")
     before = wait_canvas_not_blank(pool_page)
     assert same_screen(before, cli_screenshot(pool, TEXT_VM, tmp_path / "before.png"))
+    lister = pool_page.context.new_page()
+    lister.goto(pool_gateway.url + "/vms")
+    old_row = lister.locator("tr.vm", has=lister.locator("td.name", has_text=TEXT_VM))
+    old_host = old_row.get_attribute("data-host")
+    assert old_host
     s = pool.session()
     try:
         vm = s.xenapi.VM.get_by_name_label(TEXT_VM)[0]
@@ -91,11 +96,20 @@ def test_console_follows_a_migration(pool_page: Any, pool_gateway: GatewayProces
         s.xenapi.VM.pool_migrate(vm, target, {})
     finally:
         s.xenapi.session.logout()
+    # the VM list (open in another tab before the move) shows the new host by itself
+    s = pool.session()
+    try:
+        new_name = s.xenapi.host.get_name_label(target)
+    finally:
+        s.xenapi.session.logout()
     # the host closed the page's tunnel; the page reconnects, now to the new host
     pool_page.wait_for_selector('#console:not([data-state="connected"])')
     pool_page.wait_for_selector('#console[data-state="connected"]')
     shown = wait_canvas_not_blank(pool_page)
     assert same_screen(shown, cli_screenshot(pool, TEXT_VM, tmp_path / "after.png"))
+    assert new_name != old_host
+    lister.wait_for_selector(f'tr.vm[data-host="{new_name}"] td.name:text("{TEXT_VM}")')
+    lister.close()
 
 
 def test_users_stay_signed_in_across_a_master_change(

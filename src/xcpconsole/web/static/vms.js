@@ -1,4 +1,4 @@
-// VM list: refresh power states and thumbnails in place, without reloading the page.
+// VM list: refresh power states, hosts (a migration) and thumbnails without reloading by hand.
 const REFRESH_MS = 5000;
 
 function refreshThumbnails() {
@@ -20,7 +20,7 @@ async function refreshStates() {
   for (const vm of vms) {
     const row = document.querySelector(`tr.vm[data-vm="${CSS.escape(vm.uuid)}"]`);
     if (!row) { changed = true; continue; }
-    if (row.dataset.powerState !== vm.power_state) changed = true;
+    if (row.dataset.powerState !== vm.power_state || row.dataset.host !== vm.host) changed = true;
   }
   if (changed) window.location.reload();
 }
