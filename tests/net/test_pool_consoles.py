@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ from xcpconsole.errors import TrustError
 from xcpconsole.net.tunnel import open_tunnel
 from xcpconsole.settings import HostSettings
 from xcpconsole.xapi import ConsoleInfo, XapiSession
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))
+from peerutil import free_tcp_port, need, stop, wait_for_socket
+from test_real_clients import _find as find_console
+from test_real_clients import xvfb  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.peers
 
@@ -142,11 +148,10 @@ def test_attach_to_a_member_trusting_only_the_master(pool: PoolProcess, tmp_path
     assert b"detached" in err and b"certificate" not in err.lower()
 
 
-def test_proxy_and_vncviewer_to_a_member(pool: PoolProcess, tmp_path: Path) -> None:
-    """A stock viewer through ``xcpconsole proxy``: the pixels equal our own screenshot."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))
-    from peerutil import free_tcp_port, stop, wait_for_socket
-
+def test_proxy_and_vncviewer_to_a_member(pool: PoolProcess, tmp_path: Path,
+                                         xvfb: dict[str, str]) -> None:  # noqa: F811
+    """Stock viewers through ``xcpconsole proxy`` to a member, the master pinned only:
+    vncdotool's capture equals ours, and TigerVNC's vncviewer (under Xvfb) shows it."""
     env = env_for(pool, tmp_path / "kh", pin=True)
     port = free_tcp_port()
     log = tmp_path / "proxy.log"
@@ -168,6 +173,25 @@ def test_proxy_and_vncviewer_to_a_member(pool: PoolProcess, tmp_path: Path) -> N
         assert a.shape == b.shape == (384, 640, 3)
         assert (a == b).all()
         assert rows_matching(a, expected_row("")) != []  # a text screen, blank rows included
+        viewer_log = (tmp_path / "viewer.log").open("wb")
+        viewer = subprocess.Popen(
+            [need("vncviewer"), "-geometry", "+0+0", "-RemoteResize=0", "-FullScreen=0",
+             "-AutoSelect=0", "-PreferredEncoding=ZRLE", f"127.0.0.1::{port}"],
+            env=xvfb, stdout=viewer_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            capture, region = tmp_path / "xvfb.png", None
+            for _ in range(100):
+                assert viewer.poll() is None, (tmp_path / "viewer.log").read_text()
+                subprocess.run([need("import"), "-window", "root", f"png:{capture}"],
+                               env=xvfb, capture_output=True, timeout=30, check=True)
+                region = find_console(load_png(capture), a)
+                if (region == a).all():
+                    break
+                time.sleep(0.2)
+            assert region is not None and (region == a).all()
+        finally:
+            stop(viewer)
+            viewer_log.close()
     finally:
         stop(proxy)
 
