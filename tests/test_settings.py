@@ -37,7 +37,8 @@ def test_urls(text: str, want: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["http://xcp.example", "https://xcp.example/RPC2",
-                                  "https://u:p@xcp.example", "https://h:99999"])
+                                  "https://u:p@xcp.example", "https://h:99999",
+                                  "https://[::1", "[::1:8443"])
 def test_bad_urls(text: str) -> None:
     with pytest.raises(ConfigError):
         normalise_url(text)
@@ -77,7 +78,8 @@ def test_world_readable_profile_without_password_is_fine(monkeypatch: pytest.Mon
     cfg.write_text('[profiles.lab]\nhost = "lab"\ninsecure = true\n')
     os.chmod(cfg, 0o644)
     s = load_settings(profile="lab", password_prompt=lambda: "typed")
-    assert (s.url, s.password, s.insecure) == ("https://lab", "typed", True)
+    assert (s.url, s.password, s.insecure) == ("https://lab", "", True)
+    assert s.with_password().password == "typed"
 
 
 def test_unknown_profile_and_bad_toml(tmp_path: Path) -> None:
@@ -101,7 +103,24 @@ def test_missing_host_or_password(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     asked: list[int] = []
     s = load_settings(password_prompt=lambda: asked.append(1) or "pw")
-    assert s.password == "pw" and asked == [1]
+    assert s.password == "" and asked == []  # asked when a login needs it, not before
+
+
+def test_the_password_prompt_waits_for_the_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt is kept in the settings and called once, by ``with_password``."""
+    monkeypatch.setenv("XCP_HOST", "h")
+    asked: list[int] = []
+    s = load_settings(password_prompt=lambda: asked.append(1) or "typed")
+    assert asked == [] and s.password == "" and s.password_prompt is not None
+    assert "typed" not in repr(s)
+    ready = s.with_password()
+    assert asked == [1] and ready.password == "typed" and ready.password_prompt is None
+    assert ready.with_password() is ready and asked == [1]
+    assert "typed" not in repr(ready)
+    monkeypatch.setenv("XCP_PASSWORD", "envpw")
+    known = load_settings(password_prompt=lambda: asked.append(2) or "no")
+    assert known.password_prompt is None and known.with_password().password == "envpw"
+    assert asked == [1]
 
 
 def test_known_hosts_env(tmp_path: Path) -> None:

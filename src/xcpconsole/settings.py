@@ -5,11 +5,14 @@ the same behaviour: flags beat the environment (``XCP_HOST``, ``XCP_USER``,
 ``XCP_PASSWORD``, ``XCP_FINGERPRINT``), which beats a profile of
 ``~/.config/xcpconsole/config.toml``.  A password never comes from argv (every
 user of the machine can read it there): it comes from ``XCP_PASSWORD``, a
-profile file only its owner can read, or a prompt.
+profile file only its owner can read, or a prompt.  The prompt is asked only when a
+login needs the password, after the host's certificate passed (as SSH asks about the
+host key before the password).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .address import format_hostport, https_url
 from .errors import ConfigError
@@ -59,6 +62,16 @@ class HostSettings:
     #: the ``host:port`` that ``fingerprint`` pins (None: the host of ``url``); kept when
     #: a login on a pool member is redirected to the master
     pinned_for: str | None = None
+    #: asks for the password when ``password`` is empty; called by the login once the
+    #: host's certificate passed, so the trust question comes first (None: no prompt)
+    password_prompt: Callable[[], str] | None = field(default=None, repr=False,
+                                                      compare=False)
+
+    def with_password(self) -> HostSettings:
+        """These settings with the password asked for now, if it is still missing."""
+        if self.password or self.password_prompt is None:
+            return self
+        return dataclasses.replace(self, password=self.password_prompt(), password_prompt=None)
 
     @property
     def pin_key(self) -> str:
@@ -76,7 +89,7 @@ class HostSettings:
 
 def split_url(url: str) -> tuple[str, int]:
     """``https://HOST[:PORT]`` -> (host, port); ConfigError for anything else."""
-    parts = urlsplit(url)
+    parts = _urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(f"host must look like https://HOST[:PORT], got {url!r}")
     try:
@@ -86,12 +99,20 @@ def split_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+def _urlsplit(url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        raise ConfigError(f"host must look like https://HOST[:PORT], got {url!r} ({exc})"
+                          ) from None
+
+
 def normalise_url(text: str) -> str:
     """Accept ``HOST``, ``HOST:PORT`` or ``https://HOST[:PORT][/]``; return ``https://HOST[:PORT]``."""
     text = text.strip()
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    parts = _urlsplit(text)
     if parts.scheme != "https":
         raise ConfigError(f"only https:// hosts are supported, got {text!r}")
     if parts.path not in ("", "/") or parts.query or parts.username:
@@ -140,11 +161,13 @@ def load_settings(*, host: str | None = None, user: str | None = None,
                   warn: Callable[[str], None] | None = None) -> HostSettings:
     """Combine flags, environment and profile (in that order of precedence).
 
-    ``password_prompt`` is called only when no password was found; without it a
-    missing password is a :class:`ConfigError`.  ``interactive`` defaults to
-    "stdin is a terminal" and decides whether an unknown certificate may be
-    offered for trust, through ``confirm`` (the caller's question, e.g. the
-    CLI's terminal prompt).  ``warn`` shows the ``--insecure`` warning.
+    ``password_prompt`` is kept in the settings when no password was found, to be
+    called when a login needs it (:meth:`HostSettings.with_password`, after the
+    certificate check); without it a missing password is a :class:`ConfigError`.
+    ``interactive`` defaults to "stdin is a terminal" and decides whether an
+    unknown certificate may be offered for trust, through ``confirm`` (the
+    caller's question, e.g. the CLI's terminal prompt).  ``warn`` shows the
+    ``--insecure`` warning.
     """
     env = os.environ
     prof: dict[str, Any] = {}
@@ -156,16 +179,14 @@ def load_settings(*, host: str | None = None, user: str | None = None,
     name = user if user is not None else (env.get("XCP_USER") or prof.get("user") or "root")
     fp = fingerprint or env.get("XCP_FINGERPRINT") or prof.get("fingerprint")
     password = env.get("XCP_PASSWORD") or prof.get("password")
-    if password is None:
-        if password_prompt is None:
-            raise ConfigError("no password: set XCP_PASSWORD (it is never taken from argv)")
-        password = password_prompt()
+    if password is None and password_prompt is None:
+        raise ConfigError("no password: set XCP_PASSWORD (it is never taken from argv)")
     if interactive is None:
         interactive = sys.stdin is not None and sys.stdin.isatty()
     return HostSettings(
-        url=normalise_url(url), user=name, password=password,
+        url=normalise_url(url), user=name, password=password or "",
         fingerprint=normalise_fingerprint(fp) if fp else None,
         insecure=bool(insecure or prof.get("insecure", False)),
         known_hosts=known_hosts or default_known_hosts(), interactive=interactive,
-        confirm=confirm, warn=warn,
+        confirm=confirm, warn=warn, password_prompt=None if password else password_prompt,
     )

@@ -1,12 +1,20 @@
-"""The CLI's side of trust: the terminal question and the stderr warning it passes in."""
+"""The CLI's side of trust: the terminal question, the stderr warning it passes in, and
+the order of the questions on a real terminal (the trust question before the password)."""
 
 from __future__ import annotations
 
 import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from xcpconsole.cli.common import ask_on_terminal, warn_on_stderr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cli"))
+from clirun import XCPCONSOLE, PtyProcess, env_for
 
 
 class FakeTty(io.StringIO):
@@ -42,3 +50,85 @@ def test_warning_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert captured.err == ("xcpconsole: WARNING: --insecure: the certificate of h:443 "
                             "is NOT checked\n")
     assert captured.out == ""
+
+
+# -- the real CLI on a pseudo-terminal --------------------------------------------------
+def _first_run(sim: Any, tmp_path: Path, *args: str) -> PtyProcess:
+    """``xcpconsole`` on a terminal, as a new user: no password, no pin, no known host."""
+    env = env_for(sim, tmp_path, XCP_PASSWORD="", XCP_FINGERPRINT="")
+    return PtyProcess([str(XCPCONSOLE), *args], env)
+
+
+QUESTION = r"Trust it and remember it in .*\? \[y/N\] "
+PASSWORD = r"XenAPI password: "
+
+
+def test_the_trust_question_comes_before_the_password(sim_host: Any, tmp_path: Path) -> None:
+    """As SSH asks about the host key before the password: nothing is typed for a host
+    whose certificate was not accepted yet."""
+    term = _first_run(sim_host, tmp_path, "vms")
+    try:
+        shown = term.read_until(QUESTION)
+        assert "password" not in shown.lower()
+        assert sim_host.fingerprint in shown
+        term.write("yes\n")
+        term.read_until(PASSWORD)
+        term.write(sim_host.password + "\n")
+        assert term.wait() == 0, term.output
+    finally:
+        term.close()
+    assert "win-hvm" in term.output
+    assert sim_host.password not in term.output  # no echo
+    known = (tmp_path / "known_hosts").read_text()
+    assert sim_host.fingerprint in known
+
+
+def test_no_to_the_question_asks_no_password(sim_host: Any, tmp_path: Path) -> None:
+    term = _first_run(sim_host, tmp_path, "vms")
+    try:
+        term.read_until(QUESTION)
+        term.write("n\n")
+        assert term.wait() == 4, term.output
+    finally:
+        term.close()
+    assert "password" not in term.output.lower()
+    assert "was not accepted" in term.output and "Traceback" not in term.output
+
+
+def test_a_slow_typist_still_logs_in(start_sim: Any, tmp_path: Path) -> None:
+    """The host closes a connection that sends no request within its head timeout (1 s
+    here); the login made after a slow answer to the prompt reconnects."""
+    sim = start_sim("--header-timeout", "1")
+    term = _first_run(sim, tmp_path, "vms")
+    try:
+        term.read_until(QUESTION)
+        term.write("y\n")
+        term.read_until(PASSWORD)
+        time.sleep(2.5)
+        term.write(sim.password + "\n")
+        assert term.wait() == 0, term.output
+    finally:
+        term.close()
+    assert "win-hvm" in term.output
+
+
+def test_ctrl_c_at_the_password_prompt(sim_host: Any, tmp_path: Path) -> None:
+    """Ctrl-C while the password is asked: exit 130 at once, and the terminal echoes again
+    (the prompt had turned echo off)."""
+    (tmp_path / "known_hosts").write_text(f"127.0.0.1:{sim_host.port} {sim_host.fingerprint}\n")
+    term = _first_run(sim_host, tmp_path, "vms")
+    try:
+        term.read_until(PASSWORD)
+        assert not term.echo_is_on()
+        term.write("\x03")
+        sent = time.monotonic()
+        code = term.wait()
+        took = time.monotonic() - sent
+        echo = term.echo_is_on()
+    finally:
+        term.close()
+    assert code == 130, term.output
+    assert took < 2.5, took
+    assert "xcpconsole: interrupted (Ctrl-C)" in term.output
+    assert "Traceback" not in term.output
+    assert echo

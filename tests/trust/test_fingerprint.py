@@ -25,7 +25,28 @@ def test_sha_dash_256_prefix() -> None:
     assert normalise_fingerprint("SHA-256:" + FP.lower()) == FP
 
 
-@pytest.mark.parametrize("text", ["", "AB:CD", FP + ":00", FP.replace("7D", "7G"), "MD5:" + FP])
+@pytest.mark.parametrize("text", [
+    f"sha256 Fingerprint={FP}\n",          # openssl 3 (x509 -noout -fingerprint -sha256)
+    f"SHA256 Fingerprint={FP}",            # openssl 1.1
+    f"SHA256 Fingerprint={FP.lower()}",
+    f"sha256 fingerprint = {FP}",
+    f"  TLS fingerprint (SHA-256): {FP}",  # the line `xcpconsole sim` prints
+    f"SHA256: {FP.replace(':', '')}",
+])
+def test_whole_lines_people_paste(text: str) -> None:
+    assert normalise_fingerprint(text) == FP
+
+
+@pytest.mark.parametrize("text", [
+    f"SHA1 Fingerprint={FP}", f"md5 Fingerprint={FP}", f"sha512 Fingerprint={FP}",
+])
+def test_a_label_of_another_digest_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="must be a SHA-256"):
+        normalise_fingerprint(text)
+
+
+@pytest.mark.parametrize("text", ["", "AB:CD", FP + ":00", FP.replace("7D", "7G"), "MD5:" + FP,
+                                  "Fingerprint=", f"sha256 Fingerprint={FP[:-3]}"])
 def test_bad_fingerprints(text: str) -> None:
     with pytest.raises(ConfigError):
         normalise_fingerprint(text)

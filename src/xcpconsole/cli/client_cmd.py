@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..address import format_host, parse_hostport
+from ..address import format_host, format_hostport, parse_hostport
 from .common import (
+    DEFAULT_TIMEOUT,
     FingerprintOpt,
     HostOpt,
     HostOptions,
@@ -21,25 +22,28 @@ from .common import (
     ProfileOpt,
     TimeoutOpt,
     UserOpt,
+    check_can_listen,
     install_stop_signals,
+    one_of,
     print_table,
     remove_stop_signals,
     run,
     xapi_session,
 )
 
-VmArg = Annotated[str, typer.Argument(help="VM name-label or uuid", show_default=False)]
+VmArg = Annotated[str, typer.Argument(metavar="VM", help="VM name-label or uuid",
+                                      show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def _xe_records(rows: list[dict[str, str]]) -> str:
-    """Text like ``xe console-list``: one ``key ( RO): value`` block per record."""
-    out: list[str] = []
+    """Text like ``xe console-list``: one ``key ( RO): value`` block per record, a blank
+    line between records (no records: no text at all)."""
+    blocks = []
     for row in rows:
         width = max(len(k) for k in row) + 6
-        out.extend(f"{(k + ' ( RO)'):<{width}}: {v}" for k, v in row.items())
-        out.append("")
-    return "\n".join(out)
+        blocks.append("\n".join(f"{(k + ' ( RO)'):<{width}}: {v}" for k, v in row.items()))
+    return "\n\n".join(blocks)
 
 
 def register(app: typer.Typer) -> None:
@@ -50,9 +54,10 @@ def register(app: typer.Typer) -> None:
                 all_vms: Annotated[bool, typer.Option(
                     "--all", help="include control domains")] = False,
                 host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
-                fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False) -> None:
-        """List VMs: name, uuid, power state, console protocols."""
-        opts = HostOptions(host, user, profile, fingerprint, insecure)
+                fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
+                timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
+        """List VMs: name, uuid, power state, host, console protocols."""
+        opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
 
         async def go() -> list[dict[str, Any]]:
             async with xapi_session(opts) as xapi:
@@ -64,28 +69,35 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        print_table(("NAME", "UUID", "POWER STATE", "HOST", "CONSOLES"), [
+        print_table(("NAME", "UUID", "STATE", "HOST", "CONSOLES"), [
             (r["name_label"], r["uuid"], r["power_state"], r["resident_on"] or "-",
              ",".join(r["console_protocols"]) or "-") for r in rows])
 
     @app.command("consoles")
     def consoles_cmd(vm: Annotated[str | None, typer.Argument(
-                         help="only this VM (name-label or uuid)", show_default=False)] = None,
+                         metavar="VM", help="only this VM (name-label or uuid)",
+                         show_default=False)] = None,
                      as_json: JsonOpt = False, host: HostOpt = None, user: UserOpt = None,
                      profile: ProfileOpt = None, fingerprint: FingerprintOpt = None,
-                     insecure: InsecureOpt = False) -> None:
+                     insecure: InsecureOpt = False,
+                     timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
         """List console records like ``xe console-list`` (uuid, VM, protocol, location)."""
-        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
 
-        async def go() -> list[dict[str, Any]]:
+        async def go() -> tuple[Any, list[dict[str, Any]]]:
             async with xapi_session(opts) as xapi:
                 info = await xapi.find_vm(vm) if vm else None
                 names = await xapi.host_names()
-                return [c.to_json(names) for c in await xapi.consoles(info)]
+                return info, [c.to_json(names) for c in await xapi.consoles(info)]
 
-        rows = run(go())
+        info, rows = run(go())
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            if info is not None:  # a halted VM: say why, on stderr (stdout stays empty)
+                print(f"xcpconsole: VM {info.name_label!r} is {info.power_state.lower()}: "
+                      "it has consoles only while it runs", file=sys.stderr)
             return
         typer.echo(_xe_records([
             {"uuid": r["uuid"], "vm-uuid": r["vm_uuid"], "vm-name-label": r["vm_name_label"],
@@ -95,22 +107,34 @@ def register(app: typer.Typer) -> None:
     @app.command("proxy")
     def proxy_cmd(vm: VmArg,
                   listen: Annotated[str, typer.Option(
-                      "--listen", help="local HOST:PORT (port 0 picks a free one)")
+                      "--listen", metavar="HOST:PORT",
+                      help="local address to listen on (port 0 picks a free one)")
                   ] = "127.0.0.1:5900",
                   once: Annotated[bool, typer.Option(
                       "--once", help="serve one connection, then exit")] = False,
                   protocol: Annotated[str, typer.Option(
-                      "--protocol", help="console protocol: rfb or vt100")] = "rfb",
+                      "--protocol", metavar="rfb|vt100", callback=one_of("rfb", "vt100"),
+                      help="console protocol: rfb (graphical) or vt100 (text)")] = "rfb",
+                  exclusive: Annotated[bool, typer.Option(
+                      "--exclusive",
+                      help="let a viewer that asks for an exclusive session have one (other "
+                           "clients of the console are then disconnected)")] = False,
                   host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
                   fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
-                  timeout: TimeoutOpt = 10.0) -> None:
-        """Serve VM's console on a local port; each connection gets its own tunnel."""
+                  timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
+        """Serve VM's console on a local port; each connection gets its own tunnel.
+
+        Viewers get a shared session even if they ask for an exclusive one (TigerVNC's
+        vncviewer does unless run with -Shared), so nobody else is disconnected.
+        """
         import asyncio
 
+        from ..errors import NetworkError
         from ..net.proxy import serve_proxy
 
-        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
         address = parse_hostport(listen, port_only=True)
+        check_can_listen(*address)  # before a password is asked for
 
         def ready(bound_host: str, port: int) -> None:
             shown = format_host(bound_host)
@@ -131,8 +155,13 @@ def register(app: typer.Typer) -> None:
             try:
                 async with xapi_session(opts) as xapi:
                     console = await xapi.find_console(vm, protocol)
-                    return await serve_proxy(xapi, console, address, once, stop=stop,
-                                             on_ready=ready, timeout=timeout, report=report)
+                    try:
+                        return await serve_proxy(xapi, console, address, once, stop=stop,
+                                                 on_ready=ready, timeout=timeout,
+                                                 report=report, shared=not exclusive)
+                    except OSError as exc:
+                        raise NetworkError(f"cannot listen on {format_hostport(*address)}: "
+                                           f"{exc.strerror or exc}") from None
             finally:
                 remove_stop_signals()
 
@@ -142,18 +171,19 @@ def register(app: typer.Typer) -> None:
     @app.command("attach")
     def attach_cmd(vm: VmArg,
                    protocol: Annotated[str, typer.Option(
-                       "--protocol", help="text console protocol")] = "vt100",
+                       "--protocol", metavar="vt100", callback=one_of("vt100"),
+                       help="text console protocol")] = "vt100",
                    follow: Annotated[bool, typer.Option(
                        "--follow/--no-follow",
                        help="after a reboot or migration, reconnect to the VM's console")
                    ] = True,
                    host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
                    fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
-                   timeout: TimeoutOpt = 10.0) -> None:
+                   timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
         """Attach this terminal to VM's text console; Ctrl-] detaches."""
         from ..net.attach import ESCAPE_NAME, attach
 
-        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
         if sys.stdin.isatty():
             print(f"xcpconsole: attached to {vm}; {ESCAPE_NAME} detaches", file=sys.stderr)
 
@@ -170,3 +200,4 @@ def register(app: typer.Typer) -> None:
         message = {"detached": "detached", "closed": "the host closed the console",
                    "eof": "input ended"}.get(reason, reason)
         print(f"\r\nxcpconsole: {message}", file=sys.stderr)
+

@@ -12,11 +12,13 @@ from typing import Annotated
 import typer
 
 from .common import (
+    DEFAULT_TIMEOUT,
     FingerprintOpt,
     HostOpt,
     HostOptions,
     InsecureOpt,
     ProfileOpt,
+    TimeoutOpt,
     UserOpt,
     print_table,
     run,
@@ -31,11 +33,12 @@ def register(app: typer.Typer) -> None:
     def hosts_cmd(as_json: Annotated[bool, typer.Option(
                       "--json", help="print JSON instead of a table")] = False,
                   host: HostOpt = None, user: UserOpt = None, profile: ProfileOpt = None,
-                  fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False) -> None:
+                  fingerprint: FingerprintOpt = None, insecure: InsecureOpt = False,
+                  timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
         """List the pool's hosts: address, master or member, certificate, VMs running there."""
         from ..xapi.pool import EXPIRY_WARNING_DAYS, HostInfo, read_hosts
 
-        opts = HostOptions(host, user, profile, fingerprint, insecure)
+        opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
 
         async def go() -> list[HostInfo]:
             async with xapi_session(opts) as xapi:
@@ -45,7 +48,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([h.to_json() for h in hosts], indent=2))
             return
-        print_table(("NAME", "ADDRESS", "ROLE", "CERTIFICATE SHA-256", "EXPIRES", "VMS"), [
+        print_table(("NAME", "ADDRESS", "ROLE", "FINGERPRINT", "EXPIRES", "VMS"), [
             (h.name_label, h.address, "master" if h.is_master else "member",
              h.fingerprint or "-",
              (f"{h.not_after:%Y-%m-%d}" + (" (soon!)" if h.expires_within(EXPIRY_WARNING_DAYS)

@@ -63,45 +63,60 @@ def _print_banner(host: SimHost, source: str) -> None:
     sys.stdout.flush()
 
 
+def _check_state_dir(path: Path) -> None:
+    """A state directory we cannot create or write is a settings error, said in one line."""
+    from ..errors import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use --state-dir {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot use --state-dir {path}: not writable")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sim")
     def sim(
         listen: Annotated[str | None, typer.Option(
-            help=f"HOST:PORT the master listens on (port 0: any free; default {DEFAULT_LISTEN})",
+            metavar="HOST:PORT",
+            help=f"where the master listens (port 0: any free; default {DEFAULT_LISTEN})",
             show_default=False,
         )] = None,
         hosts: Annotated[int | None, typer.Option(
-            min=1, max=16, show_default=False,
+            metavar="N", min=1, max=16, show_default=False,
             help="Hosts in the pool (default: as many as the inventory's hosts tables, "
                  "else 1); members listen on 127.0.0.2, 127.0.0.3, ... on the master's port",
         )] = None,
-        state_dir: Annotated[
-            Path, typer.Option(help="Certificate, sim.json and backend sockets live here")
+        state_dir: Annotated[Path, typer.Option(
+            metavar="DIR", help="Certificate, sim.json and backend sockets live here")
         ] = DEFAULT_STATE_DIR,
-        user: Annotated[str, typer.Option(help="XenAPI user name")] = "root",
-        password: Annotated[
-            str | None,
-            typer.Option(help=f"XenAPI password (prefer the {PASSWORD_ENV} environment variable)"),
-        ] = None,
-        inventory: Annotated[
-            Path | None, typer.Option(help="TOML inventory (default: the packaged one)")
-        ] = None,
-        header_timeout: Annotated[
-            float, typer.Option(help="Seconds a client gets to send a request head")
+        user: Annotated[str, typer.Option(metavar="NAME", help="XenAPI user name")] = "root",
+        password: Annotated[str | None, typer.Option(
+            metavar="TEXT", show_default=False,
+            help=f"XenAPI password (prefer the {PASSWORD_ENV} environment variable)")] = None,
+        inventory: Annotated[Path | None, typer.Option(
+            metavar="FILE", show_default=False,
+            help="TOML inventory (default: the packaged one)")] = None,
+        header_timeout: Annotated[float, typer.Option(
+            metavar="SECONDS", min=0.1, help="How long a client may take to send a request head")
         ] = 10.0,
-        member_listen: Annotated[
-            str | None,
-            typer.Option(help="HOST:PORT of the first pool member (implies --hosts 2 or more)"),
-        ] = None,
+        member_listen: Annotated[str | None, typer.Option(
+            metavar="HOST:PORT", show_default=False,
+            help="where the first pool member listens (implies --hosts 2 or more)")] = None,
     ) -> None:
         """Run the simulated XenServer host or pool (XenAPI + /console over HTTPS)."""
         import logging
 
         from ..sim import SimConfig, run
+        from .common import check_can_listen
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        _check_state_dir(state_dir.expanduser())
         pw, source = _password(password)
         config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen,
                          hosts)
         assert isinstance(config, SimConfig)
+        if listen is not None:  # a busy port is refused (1), like proxy's and serve's
+            check_can_listen(config.listen_host, config.listen_port)
         run(config, on_ready=lambda host: _print_banner(host, source))

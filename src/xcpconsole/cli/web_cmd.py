@@ -20,6 +20,8 @@ import typer
 
 from ..address import format_hostport, parse_hostport
 
+log = logging.getLogger("xcpconsole.web.serve")
+
 if TYPE_CHECKING:  # not imported at run time: start-up of the other commands
     from ..settings import HostSettings
     from ..web import GatewayConfig
@@ -40,30 +42,90 @@ def host_settings(host: str | None, profile: str | None, fingerprint: str | None
     return replace(settings, password="")
 
 
-async def serve(config: GatewayConfig, listen: tuple[str, int], tls: ssl.SSLContext | None) -> None:
+async def check_or_warn(settings: HostSettings, timeout: float, start_anyway: bool) -> None:
+    """The start check of :mod:`..web.startup`: a refusal stops ``serve`` with what the
+    operator can do; with ``--start-anyway`` the reason is logged and ``serve`` starts."""
+    from ..errors import NetworkError, TrustError
+    from ..web.startup import check_host
+
+    try:
+        await check_host(settings, timeout)
+    except (TrustError, NetworkError) as exc:
+        what = ("its certificate is not trusted" if isinstance(exc, TrustError)
+                else "it cannot be reached")
+        if start_anyway:
+            log.warning("the host %s failed the start check (%s): %s; starting anyway "
+                        "(--start-anyway): sign-ins show 'the gateway cannot reach the host' "
+                        "until this is fixed", settings.url, what, exc)
+            return
+        raise type(exc)(
+            f"not starting the gateway: the host {settings.url} failed the start check ({what}): "
+            f"{exc}\n(--start-anyway starts regardless; end users then see 'the gateway "
+            "cannot reach the host' until it is fixed)") from exc
+    log.info("the host %s answers and its certificate is trusted", settings.url)
+
+
+async def serve(config: GatewayConfig, listen: tuple[str, int], tls: ssl.SSLContext | None,
+                *, check_timeout: float = 10.0, start_anyway: bool = False) -> None:
     from aiohttp import web
 
+    from ..errors import NetworkError
     from ..web import create_app, shrink_tls_read_buffers
+    from ..web.startup import plain_http_warning
 
+    await check_or_warn(config.host_settings, check_timeout, start_anyway)
     shrink_tls_read_buffers()  # process-wide, so an explicit step (see web.tuning)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise NetworkError(f"cannot listen on {format_hostport(*listen)}: "
+                           f"{exc.strerror or exc}") from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the line that says we are up
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     scheme = "https" if tls else "http"
     for addr in runner.addresses:
         print(f"xcpconsole serve: listening on {scheme}://{format_hostport(addr[0], addr[1])}/",
               flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    warnings = [] if tls else [w for addr in runner.addresses
+                               if (w := plain_http_warning(addr[0], addr[1], "xcpconsole serve"))]
+    if warnings:
+        print(warnings[0], file=sys.stderr, flush=True)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The HTTPS context of ``--tls-cert``/``--tls-key`` (None: plain HTTP)."""
+    from ..errors import ConfigError
+
+    if cert is None:
+        if key is not None:
+            raise ConfigError("--tls-key needs --tls-cert (the certificate chain it goes with)")
+        return None
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            if path is not None:
+                path.open("rb").close()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {flag} {path}: {exc.strerror or exc}") from exc
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        tls.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key or '(in the same file)'}: "
+                          f"not a PEM certificate chain and its key ({why})") from exc
+    return tls
 
 
 def register(app: typer.Typer) -> None:
@@ -98,21 +160,35 @@ def register(app: typer.Typer) -> None:
         assets: Annotated[Path | None, typer.Option(
             help="node_modules holding @novnc/novnc and @xterm/xterm.")] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+        start_anyway: Annotated[bool, typer.Option(
+            "--start-anyway",
+            help="Start even when the host fails the start check (unreachable, untrusted "
+                 "certificate); the reason is logged, users see 'cannot reach the host'.")]
+            = False,
+        timeout: Annotated[float, typer.Option(
+            min=0.1, help="Seconds per network step of the start check.")] = 10.0,
     ) -> None:
-        """Web console gateway: sign in with a host account, list VMs, open consoles."""
+        """Web console gateway: sign in with a host account, list VMs, open consoles.
+
+        At start it checks that the host answers and that its certificate passes the
+        trust rules, and refuses to start otherwise (exit 4 untrusted, 1 unreachable).
+        """
+        from ..errors import ConfigError
         from ..web import GatewayConfig
 
-        logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise ConfigError(f"--log-level wants debug, info or warning, got {log_level!r}")
+        logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        address = parse_hostport(listen)
         settings = host_settings(host, profile, fingerprint, insecure)
-        tls = None
-        if tls_cert:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(tls_cert, tls_key)
+        tls = server_tls(tls_cert, tls_key)
         config = GatewayConfig(
             host_settings=settings, allowed_origins=tuple(allowed_origin or ()),
             max_consoles_per_user=max_consoles_per_user, max_consoles_total=max_consoles,
             max_logins_per_user=max_logins_per_user, console_idle_timeout=idle_timeout,
             session_idle=session_idle, thumbnails=thumbnails, assets_dir=assets,
         )
-        asyncio.run(serve(config, parse_hostport(listen), tls))
+        asyncio.run(serve(config, address, tls, check_timeout=timeout,
+                          start_anyway=start_anyway))

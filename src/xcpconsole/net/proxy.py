@@ -5,6 +5,12 @@ knowing XenAPI: ``vncviewer 127.0.0.1::5900``.  Each accepted connection and its
 tunnel are the two :class:`~xcpconsole.relay.TransportEnd` s of one
 :class:`~xcpconsole.relay.Relay` (transport to transport: no task switch per chunk,
 the transports' own flow control bounds memory).
+
+On an RFB console the relay's filters are a
+:class:`~xcpconsole.rfb.shareflag.ShareFlagRewriter` unless ``shared=False``: a viewer
+asking for an exclusive session (TigerVNC's default) would make QEMU drop every other
+client of the console, so its ClientInit is made shared.  The rewriter touches one byte
+in the handshake and afterwards hands each chunk back as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from ..address import format_hostport
 from ..errors import XcpConsoleError
-from ..relay import Relay, TransportEnd
+from ..relay import Filter, Relay, TransportEnd
+from ..rfb.shareflag import ShareFlagRewriter
 from .tunnel import DEFAULT_BUFSIZE, open_console
 
 if TYPE_CHECKING:
@@ -65,12 +72,36 @@ class _Link:
             if local.is_closing():
                 remote.abort()
                 return
-            self.relay = Relay(self.local, remote)
-            self.relay.send("a", first)
+            to_console, to_viewer = self._filters(_addr(peer))
+            self.relay = Relay(self.local, remote, a_to_b=to_console, b_to_a=to_viewer)
+            self.relay.send("a", to_viewer(first) if to_viewer is not None else first)
             self.proxy.report(f"connection from {_addr(peer)}: tunnel open")
             await self.relay.run()
         finally:
             self.local.close()
+
+    def _filters(self, peer: str) -> tuple[Filter | None, Filter | None]:
+        """(viewer -> console, console -> viewer): the shared-flag rewriter on RFB."""
+        if not self.proxy.shared or self.proxy.console.protocol != "rfb":
+            return None, None
+        rewriter = ShareFlagRewriter()
+        told = False
+
+        def to_console(data: bytes) -> bytes:
+            nonlocal told
+            out = rewriter.client_data(data)
+            if rewriter.finished and not told:
+                told = True
+                if rewriter.rewritten:
+                    self.proxy.report(
+                        f"connection from {peer}: the viewer asked for an exclusive session; "
+                        "made it shared (proxy --exclusive lets it have one)")
+                elif rewriter.gave_up and rewriter.version is not None:
+                    self.proxy.report(f"connection from {peer}: cannot make the session "
+                                      f"shared: {rewriter.gave_up}")
+            return out
+
+        return to_console, rewriter.server_data
 
 
 def _addr(peer: object) -> str:
@@ -80,13 +111,18 @@ def _addr(peer: object) -> str:
 
 
 class ConsoleProxy:
-    """Listens locally; each accepted connection is relayed through a fresh tunnel."""
+    """Listens locally; each accepted connection is relayed through a fresh tunnel.
+
+    ``shared`` (the default): viewers of an RFB console get a shared session even if they
+    ask for an exclusive one; False relays their ClientInit as it is.
+    """
 
     def __init__(self, session: XapiSession, console: ConsoleInfo, *,
                  timeout: float = 10.0, bufsize: int = DEFAULT_BUFSIZE,
-                 report: Callable[[str], None] | None = None) -> None:
+                 report: Callable[[str], None] | None = None, shared: bool = True) -> None:
         self.session = session
         self.console = console
+        self.shared = shared
         self.timeout = timeout
         self.bufsize = bufsize
         self.report = report or log.info
@@ -159,13 +195,14 @@ async def serve_proxy(session: XapiSession, console: ConsoleInfo,
                       stop: asyncio.Event | None = None,
                       on_ready: Callable[[str, int], None] | None = None,
                       timeout: float = 10.0,
-                      report: Callable[[str], None] | None = None) -> int:
+                      report: Callable[[str], None] | None = None,
+                      shared: bool = True) -> int:
     """Serve until ``stop`` is set (or the first connection ended, with ``once``).
 
-    ``on_ready(host, port)`` is called once listening.  Returns how many
-    connections were accepted.
+    ``on_ready(host, port)`` is called once listening.  ``shared``: see
+    :class:`ConsoleProxy`.  Returns how many connections were accepted.
     """
-    proxy = ConsoleProxy(session, console, timeout=timeout, report=report)
+    proxy = ConsoleProxy(session, console, timeout=timeout, report=report, shared=shared)
     host, port = await proxy.start(*listen, once=once)
     if on_ready is not None:
         on_ready(host, port)

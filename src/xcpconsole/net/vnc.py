@@ -21,7 +21,6 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,20 +29,18 @@ import numpy as np
 
 from ..errors import NetworkError, ProtocolError, UnsupportedError, UsageError, XcpConsoleError
 from ..rfb import events as ev
-from ..rfb.client import ClientConnection, ClientStats
+from ..rfb.client import ClientConnection, ClientState, ClientStats
 from ..rfb.constants import (
     DEFAULT_ENCODINGS,
     DEFAULT_PSEUDO_ENCODINGS,
     MAX_FRAMEBUFFER_PIXELS,
     Encoding,
-    SecurityType,
     compress_level,
-    compress_level_of,
     jpeg_quality,
-    jpeg_quality_of,
 )
 from ..rfb.pixelformat import BGRX32, RGB, PixelFormat
 from .keysyms import KEYSYM_NAMES, US_SHIFTED, char_to_keysym, parse_combo
+from .vncinfo import VncInfo, encoding_name
 from .vnctarget import NotATargetError, VncAddress, looks_like_target, parse_target
 
 __all__ = [
@@ -53,37 +50,20 @@ __all__ = [
 
 _READ_SIZE = 256 * 1024
 
+#: Why a console closes a session it admitted, without a word: QEMU (share=allow-exclusive,
+#: as on a real host) drops every other client when one asks for an exclusive session, and
+#: drops a shared client right after its ClientInit while an exclusive one is connected.
+_MAYBE_EXCLUSIVE = ("another viewer may have taken the console exclusively — TigerVNC "
+                    "does unless run with -Shared")
+#: States in which the server has our ClientInit (or is about to get it).
+_ADMITTED = (ClientState.SERVER_INIT, ClientState.NORMAL)
+
 #: Names accepted by ``--encodings`` (lower case) -> RFB encoding numbers.
 ENCODING_NAMES: dict[str, int] = {
     "raw": Encoding.RAW, "copyrect": Encoding.COPYRECT, "rre": Encoding.RRE,
     "hextile": Encoding.HEXTILE, "zlib": Encoding.ZLIB, "tight": Encoding.TIGHT,
     "zrle": Encoding.ZRLE,
 }
-_DISPLAY_NAMES: dict[int, str] = {
-    Encoding.RAW: "Raw", Encoding.COPYRECT: "CopyRect", Encoding.RRE: "RRE",
-    Encoding.HEXTILE: "Hextile", Encoding.ZLIB: "Zlib", Encoding.TIGHT: "Tight",
-    Encoding.ZRLE: "ZRLE",
-}
-_PSEUDO_NAMES: dict[int, str] = {
-    Encoding.DESKTOP_SIZE: "DesktopSize", Encoding.LAST_RECT: "LastRect",
-    Encoding.CURSOR: "Cursor", Encoding.EXTENDED_DESKTOP_SIZE: "ExtendedDesktopSize",
-    Encoding.XVP: "XVP", Encoding.DESKTOP_NAME: "DesktopName",
-    Encoding.QEMU_EXTENDED_KEY_EVENT: "QEMUExtendedKeyEvent",
-    Encoding.QEMU_LED_STATE: "QEMULEDState",
-}
-
-
-def encoding_name(number: int) -> str:
-    """Human name of an encoding or pseudo-encoding number."""
-    if number in _DISPLAY_NAMES:
-        return _DISPLAY_NAMES[number]
-    if number in _PSEUDO_NAMES:
-        return _PSEUDO_NAMES[number]
-    if (quality := jpeg_quality_of(number)) is not None:
-        return f"JPEGQuality{quality}"
-    if (level := compress_level_of(number)) is not None:
-        return f"CompressLevel{level}"
-    return f"encoding {number}"
 
 
 def parse_encodings(spec: str | Sequence[str]) -> list[int]:
@@ -112,60 +92,6 @@ def parse_encodings(spec: str | Sequence[str]) -> list[int]:
         raise UnsupportedError("no real encoding given (at least one of "
                                f"{', '.join(ENCODING_NAMES)})")
     return out + [int(p) for p in DEFAULT_PSEUDO_ENCODINGS if p not in out]
-
-
-@dataclass(frozen=True)
-class VncInfo:
-    """Connection facts and traffic statistics, as printed by ``xcpconsole info``."""
-
-    version: tuple[int, int]
-    security_type: int
-    name: str
-    width: int
-    height: int
-    server_pixel_format: PixelFormat
-    pixel_format: PixelFormat
-    requested_encodings: tuple[int, ...]
-    seconds: float
-    stats: ClientStats
-
-    def lines(self) -> list[str]:
-        """The report as text lines (what the seed's viewer printed, plus statistics)."""
-        try:
-            sec = SecurityType(self.security_type).name
-        except ValueError:
-            sec = str(self.security_type)
-        out = [
-            f"RFB version:      {self.version[0]}.{self.version[1]}",
-            f"Security:         {sec} ({self.security_type})",
-            f"Desktop name:     {self.name}",
-            f"Size:             {self.width}x{self.height}",
-            f"Server pixels:    {describe_pixel_format(self.server_pixel_format)}",
-            f"Client pixels:    {describe_pixel_format(self.pixel_format)}",
-            "Encodings asked:  " + ", ".join(encoding_name(e) for e in self.requested_encodings),
-        ]
-        if self.seconds <= 0:
-            return out
-        s = self.stats
-        used = ", ".join(f"{encoding_name(e)} {n}" for e, n in sorted(s.rects.items()))
-        out += [
-            f"Statistics over {self.seconds:g} s:",
-            f"  updates:        {s.updates}",
-            f"  rectangles:     {sum(s.rects.values())} ({used or 'none'})",
-            f"  pixel bytes:    {s.pixel_bytes}",
-            f"  wire bytes:     {s.wire_bytes} (socket {s.bytes_received})",
-            f"  ratio:          {s.ratio:.1f}:1",
-        ]
-        return out
-
-
-def describe_pixel_format(pf: PixelFormat) -> str:
-    order = "big" if pf.big_endian else "little"
-    if not pf.true_colour:
-        return f"{pf.bits_per_pixel} bpp, depth {pf.depth}, colour map"
-    return (f"{pf.bits_per_pixel} bpp, depth {pf.depth}, {order}-endian, "
-            f"max {pf.red_max}/{pf.green_max}/{pf.blue_max}, "
-            f"shift {pf.red_shift}/{pf.green_shift}/{pf.blue_shift}")
 
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -245,6 +171,7 @@ class VncClient:
         self._shot: asyncio.Future[RGB] | None = None
         self._shot_lock = asyncio.Lock()
         self._closed = False
+        self._hung_up_in: ClientState | None = None  # the state the server's EOF came in
         self._wake_task: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._read_loop(), name="vnc-reader")
 
@@ -300,17 +227,21 @@ class VncClient:
         try:
             while True:
                 data = await self._reader.read(_READ_SIZE)
+                if not data:
+                    self._hung_up_in = self._conn.state
                 self._conn.receive_data(data)
                 await self._drain_events()
                 self._flush()
                 if not data:
-                    raise NetworkError("the VNC server closed the connection")
+                    raise self._server_closed()
         except asyncio.CancelledError:
             raise
         except XcpConsoleError as exc:
             self._fail(exc)
         except (OSError, EOFError) as exc:
-            self._fail(NetworkError(f"VNC connection lost: {exc}"))
+            hint = (f" ({_MAYBE_EXCLUSIVE})" if isinstance(exc, ConnectionResetError)
+                    and self._conn.state in _ADMITTED else "")
+            self._fail(NetworkError(f"VNC connection lost: {exc}{hint}"))
         except Exception as exc:  # a bug below us must not vanish in a task
             self._fail(ProtocolError(f"internal error while reading RFB: {exc!r}"))
 
@@ -333,10 +264,17 @@ class VncClient:
             elif isinstance(event, ev.ServerCutText):
                 self.cut_text = event.text
             elif isinstance(event, ev.ConnectionClosed):
-                raise NetworkError("the VNC server closed the connection")
+                raise self._server_closed()
         if notify:
             async with self._changed:
                 self._changed.notify_all()
+
+    def _server_closed(self) -> NetworkError:
+        """The server hung up.  After our ClientInit, with no error, that is what QEMU does
+        to the other viewers of an exclusive one; RFB 3.8 gives no reason, so it is a guess."""
+        if self._hung_up_in in _ADMITTED:
+            return NetworkError(f"the VNC server closed the connection ({_MAYBE_EXCLUSIVE})")
+        return NetworkError("the VNC server closed the connection")
 
     def _on_update(self, event: ev.FramebufferUpdated) -> None:
         self._update_seq += 1
@@ -450,9 +388,10 @@ class VncClient:
     async def info(self, seconds: float = 0.0) -> VncInfo:
         """Connection facts; with ``seconds`` > 0, also a full frame then updates for that long."""
         self._stats_base = self._conn.stats.snapshot()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         if seconds > 0:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + seconds
+            deadline = start + seconds
             await self.screenshot()
             while (left := deadline - loop.time()) > 0:
                 try:
@@ -462,7 +401,7 @@ class VncClient:
                         raise
         return VncInfo(self.version, self.security_type, self.name, self.width, self.height,
                        self.server_pixel_format, self.pixel_format, self.requested_encodings,
-                       seconds, self.stats)
+                       seconds, self.stats, loop.time() - start)
 
     # -- input ---------------------------------------------------------------
     async def key(self, keysym: int, down: bool) -> None:

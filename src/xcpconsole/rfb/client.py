@@ -37,7 +37,7 @@ from .constants import (
     SecurityType,
     XvpCode,
 )
-from .decoders import RectDecoder, make_decoders
+from .decoders import RectDecoder, TightDecoder, make_decoders
 from .pixelformat import BGRX32, RGB, PixelFormat
 
 __all__ = ["ClientConnection", "ClientState", "ClientStats"]
@@ -68,10 +68,21 @@ class ClientStats:
     """
 
     updates: int = 0
-    rects: dict[int, int] = field(default_factory=dict)  # encoding -> count
+    rects: dict[int, int] = field(default_factory=dict)  # encoding -> count (pseudo: < 0)
     pixel_bytes: int = 0  # w*h*bytes-per-pixel of pixel rectangles (their Raw size)
     wire_bytes: int = 0  # bytes of FramebufferUpdate messages (headers + payloads)
     bytes_received: int = 0  # everything fed to receive_data
+    jpeg_rects: int = 0  # Tight rectangles sent as JPEG (lossy); the others are lossless
+
+    @property
+    def pixel_rects(self) -> int:
+        """Rectangles carrying pixels (of a real encoding)."""
+        return sum(n for e, n in self.rects.items() if e >= 0)
+
+    @property
+    def pseudo_rects(self) -> int:
+        """Pseudo-rectangles (DesktopSize, LastRect, Cursor, ...)."""
+        return sum(n for e, n in self.rects.items() if e < 0)
 
     @property
     def ratio(self) -> float:
@@ -91,6 +102,7 @@ class ClientStats:
             pixel_bytes=self.pixel_bytes - earlier.pixel_bytes,
             wire_bytes=self.wire_bytes - earlier.wire_bytes,
             bytes_received=self.bytes_received - earlier.bytes_received,
+            jpeg_rects=self.jpeg_rects - earlier.jpeg_rects,
         )
 
 
@@ -381,12 +393,14 @@ class ClientConnection:
         self._events.append(ev.FramebufferUpdated(tuple(self._rect_infos)))
         self._rect_infos = []
 
-    def _rect_done(self, rect: msg.RectHeader, payload: int) -> None:
+    def _rect_done(self, rect: msg.RectHeader, payload: int, jpeg: bool = False) -> None:
         wire = msg.RECT_HEADER_LEN + payload
         self._rect_infos.append(ev.RectInfo(rect.x, rect.y, rect.width, rect.height,
-                                            rect.encoding, wire))
+                                            rect.encoding, wire, jpeg))
         st = self.stats
         st.rects[rect.encoding] = st.rects.get(rect.encoding, 0) + 1
+        if jpeg:
+            st.jpeg_rects += 1
         st.wire_bytes += payload
         self._rect = None
         self._rects_left -= 1
@@ -408,7 +422,8 @@ class ClientConnection:
         else:
             used = self._pseudo(rect, data)
         if used is not None:
-            self._rect_done(rect, used)
+            self._rect_done(rect, used,
+                            isinstance(decoder, TightDecoder) and decoder.last_jpeg)
         return used
 
     def _decode_pixels(self, decoder: RectDecoder, r: msg.RectHeader,

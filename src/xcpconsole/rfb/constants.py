@@ -23,6 +23,13 @@ class SecurityResult(IntEnum):
     FAILED = 1
 
 
+class ClientInitFlag(IntEnum):
+    """ClientInit's one byte: may other clients stay connected (any non-zero is shared)?"""
+
+    EXCLUSIVE = 0
+    SHARED = 1
+
+
 class ClientMsg(IntEnum):
     SET_PIXEL_FORMAT = 0
     SET_ENCODINGS = 2

@@ -102,7 +102,8 @@ class ServerInitReceived:
 
 @dataclass(frozen=True)
 class RectInfo:
-    """One rectangle of a FramebufferUpdate; ``wire_bytes`` counts header + payload."""
+    """One rectangle of a FramebufferUpdate; ``wire_bytes`` counts header + payload,
+    ``jpeg`` says a Tight rectangle came as JPEG (lossy)."""
 
     x: int
     y: int
@@ -110,6 +111,7 @@ class RectInfo:
     height: int
     encoding: int
     wire_bytes: int
+    jpeg: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,20 @@ PAUSED = "Paused"
 SUSPENDED = "Suspended"
 POWER_STATES = (HALTED, PAUSED, RUNNING, SUSPENDED)
 
+#: power operation -> the states it is allowed in, in xapi's order
+#: (``Xapi_vm_lifecycle.allowed_power_states``), which ``VM_BAD_POWER_STATE`` lists
+ALLOWED_POWER_STATES: dict[str, tuple[str, ...]] = {
+    "start": (HALTED,),
+    "clean_shutdown": (RUNNING,),
+    "hard_shutdown": (PAUSED, SUSPENDED, RUNNING),
+    "clean_reboot": (RUNNING,),
+    "hard_reboot": (PAUSED, RUNNING),
+    "suspend": (RUNNING,),
+    "resume": (SUSPENDED,),
+    "pause": (RUNNING,),
+    "unpause": (PAUSED,),
+}
+
 #: xapi's API version of the XCP-ng 8.3 / XenServer 8 era (host.API_version_*).
 API_VERSION = (2, 21)
 
@@ -107,7 +121,8 @@ class VM:
         if self.power_state == HALTED:
             return ["start", "start_on", "clone", "copy", "export", "destroy"]
         if self.power_state == RUNNING:
-            return ["clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot", "pause"]
+            return ["clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot", "pause",
+                    "suspend"]
         if self.power_state == PAUSED:
             return ["unpause", "hard_shutdown", "hard_reboot"]
         return ["resume", "hard_shutdown"]
@@ -302,6 +317,22 @@ class Session:
         }
 
 
+@dataclass
+class Task:
+    """The task of an ``Async.*`` call (records built by sim/power.py)."""
+
+    ref: str
+    uuid: str
+    name_label: str
+    resident_on: str
+    created: XapiDate
+    status: str = "pending"  # success | failure | cancelling | cancelled
+    progress: float = 0.0
+    finished: XapiDate = EPOCH
+    result: str = ""
+    error_info: list[str] = field(default_factory=list)
+
+
 class SimModel:
     """Everything the simulated host knows, and the rules that change it.
 
@@ -338,6 +369,7 @@ class SimModel:
         self._next_domid = 1
         self.hosts: dict[str, Host] = {host.ref: host}
         self.certificates: dict[str, CertificateRecord] = {}
+        self.tasks: dict[str, Task] = {}
         self.journal = Journal()
 
     @property
@@ -472,29 +504,48 @@ class SimModel:
         if vm.power_state not in allowed:
             raise XapiError(
                 "VM_BAD_POWER_STATE",
-                [vm.ref, allowed[0].lower(), vm.power_state.lower()],
+                [vm.ref, ", ".join(s.lower() for s in allowed), vm.power_state.lower()],
             )
 
+    def check_power(self, vm: VM, operation: str) -> None:
+        """``VM_BAD_POWER_STATE`` (or template / control domain errors) unless ``vm`` may
+        undergo ``operation`` (a key of :data:`ALLOWED_POWER_STATES`) now."""
+        self._check_state(vm, ALLOWED_POWER_STATES[operation])
+
     def check_start(self, vm: VM) -> None:
-        self._check_state(vm, (HALTED,))
+        self.check_power(vm, "start")
 
     def commit_start(self, vm: VM, paused: bool) -> None:
         vm.power_state = PAUSED if paused else RUNNING
         self._bring_up(vm)
 
     def check_shutdown(self, vm: VM, hard: bool) -> None:
-        self._check_state(vm, (RUNNING, PAUSED, SUSPENDED) if hard else (RUNNING,))
+        self.check_power(vm, "hard_shutdown" if hard else "clean_shutdown")
 
     def commit_shutdown(self, vm: VM) -> None:
         vm.power_state = HALTED
         self._tear_down(vm)
 
     def check_reboot(self, vm: VM, hard: bool) -> None:
-        self._check_state(vm, (RUNNING, PAUSED) if hard else (RUNNING,))
+        self.check_power(vm, "hard_reboot" if hard else "clean_reboot")
 
     def commit_reboot(self, vm: VM) -> None:
         """A reboot gives a new domain (new domid) but keeps the console records."""
         vm.power_state = RUNNING
         vm.domid = self._next_domid
         self._next_domid += 1
+        self.journal.modified("VM", vm.ref)
+
+    def commit_suspend(self, vm: VM) -> None:
+        """The memory image is saved and the domain destroyed: no console records."""
+        vm.power_state = SUSPENDED
+        self._tear_down(vm)
+
+    def commit_resume(self, vm: VM, paused: bool) -> None:
+        """A new domain (new domid, new console records) on the VM's host, as a start."""
+        self.commit_start(vm, paused)
+
+    def commit_pause(self, vm: VM, paused: bool) -> None:
+        """Pause or unpause: the domain and its console records stay."""
+        vm.power_state = PAUSED if paused else RUNNING
         self.journal.modified("VM", vm.ref)

@@ -49,6 +49,10 @@ LEAST_ROLE: dict[str, str] = {
     "vm.shutdown": VM_OPERATOR,
     "vm.clean_reboot": VM_OPERATOR,
     "vm.hard_reboot": VM_OPERATOR,
+    "vm.suspend": VM_OPERATOR,
+    "vm.resume": VM_OPERATOR,
+    "vm.pause": VM_OPERATOR,
+    "vm.unpause": VM_OPERATOR,
     "vm.pool_migrate": VM_POWER_ADMIN,
     # datamodel_pool.ml: designate_new_master _R_POOL_OP; the two console options are
     # RW fields with ~writer_roles:_R_POOL_OP

@@ -22,6 +22,7 @@ from . import pool as rules
 from . import rbac
 from .events import EventSource, Int32
 from .model import VM, Console, Session, SimModel, XapiDate
+from .power import guest_shutdown, power_methods
 from .xapi_pool import (
     PROBE_CERTIFICATE,
     PoolControl,
@@ -115,6 +116,7 @@ class XenApiDispatcher:
         self._register()
         events = EventSource(model.journal, self._snapshot, self._counts)
         self._methods.update(pool_methods(model, self._power_lock, pool, events))
+        self._methods.update(power_methods(model, self._power_lock, power, self._methods))
 
     @property
     def master_address(self) -> str | None:
@@ -176,8 +178,9 @@ class XenApiDispatcher:
             if not 2 <= len(params) <= 4:
                 raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", [method, "4", str(len(params))])
         elif len(params) != count:
-            raise XapiError(
-                "MESSAGE_PARAMETER_COUNT_MISMATCH", [method, str(count), str(len(params))]
+            raise XapiError(  # xapi names an async call without its "Async." (gen_server.ml)
+                "MESSAGE_PARAMETER_COUNT_MISMATCH",
+                [method.removeprefix("Async."), str(count), str(len(params))],
             )
         else:
             session = self.model.session(params[0])
@@ -313,6 +316,9 @@ class XenApiDispatcher:
         def shutdown(hard: bool) -> Handler:
             async def run(p: list[Any]) -> str:
                 vm = m.vm(p[1])
+                if not hard:  # the guest shuts down first (sim/power.py)
+                    m.check_shutdown(vm, hard)
+                    await guest_shutdown(vm)
                 async with self._power_lock:
                     m.check_shutdown(vm, hard)
                     m.commit_shutdown(vm)
@@ -324,6 +330,9 @@ class XenApiDispatcher:
         def reboot(hard: bool) -> Handler:
             async def run(p: list[Any]) -> str:
                 vm = m.vm(p[1])
+                if not hard:
+                    m.check_reboot(vm, hard)
+                    await guest_shutdown(vm)
                 async with self._power_lock:
                     m.check_reboot(vm, hard)
                     m.commit_reboot(vm)

@@ -1,4 +1,5 @@
-"""The one middleware: Origin check, XAPI session loss, host errors, security headers."""
+"""The one middleware: Origin check, XAPI session loss, host errors, our error pages,
+security headers on every answer (aiohttp's own 404s and redirects included)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,38 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
 
+#: Statuses answered with our error page (or JSON for scripts) instead of aiohttp's text.
+_PAGES = {404: ("Page not found", "There is no page at {path}. Start again from the VM list."),
+          405: ("Not allowed", "{path} does not answer that kind of request.")}
+
+
+def _wants_json(request: web.Request) -> bool:
+    """Script endpoints: ``/api/…`` and the POSTs the pages make with ``fetch``."""
+    return request.path.startswith("/api/") or request.method == "POST"
+
+
+def _error_answer(request: web.Request, exc: web.HTTPException) -> web.Response:
+    heading, text = _PAGES[exc.status]
+    message = text.format(path=request.path[:200])
+    if _wants_json(request):
+        resp = web.json_response({"error": message}, status=exc.status)
+    else:
+        gw = request.app[GATEWAY]
+        resp = error_page(gw, gw.session_of(request), exc.status, heading, message)
+    resp.headers.extend((k, v) for k, v in exc.headers.items()
+                        if k.lower() not in ("content-type", "content-length"))
+    return resp
+
+
+def _secure(resp: web.StreamResponse) -> None:
+    h = resp.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Origin null
+    h.setdefault("X-Frame-Options", "DENY")
+    if resp.content_type == "text/html":
+        h.setdefault("Cache-Control", "no-store")
+
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -23,20 +56,21 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=403, text="cross-origin request refused")
     try:
         resp = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status not in _PAGES:
+            _secure(exc)
+            raise
+        resp = _error_answer(request, exc)
     except XapiError as exc:
         if exc.code != "SESSION_INVALID":
             raise
         sess = gw.session_of(request)
         if sess is not None:
             await gw.end_session(sess)
-        resp = web.HTTPSeeOther("/login")
+        again = web.HTTPSeeOther("/login")
+        _secure(again)
+        raise again from None
     except XcpConsoleError as exc:
         resp = error_page(gw, gw.session_of(request), 502, "The host refused", str(exc))
-    h = resp.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Origin null
-    h.setdefault("X-Frame-Options", "DENY")
-    if resp.content_type == "text/html":
-        h.setdefault("Cache-Control", "no-store")
+    _secure(resp)
     return resp

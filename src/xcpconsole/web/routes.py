@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .assets import STATIC_DIR, VENDOR
-from .views import consoles, login, vms
+from .views import consoles, login, power, vms
 from .views.common import no_content
 
 
@@ -22,6 +22,8 @@ def setup_routes(app: web.Application, assets: Path) -> None:
     add_post("/logout", login.post_logout)
     add_get("/vms", vms.get_vms)
     add_get("/api/vms", vms.api_vms)
+    add_get("/api/vms/{uuid}", vms.api_vm)
+    add_post("/vms/{uuid}/power/{action}", power.post_power)
     add_get("/vms/{uuid}/thumbnail.png", vms.get_thumbnail)
     add_get("/vms/{uuid}/console/{protocol}", consoles.get_console)
     add_post("/vms/{uuid}/console/{protocol}/token", consoles.post_token)

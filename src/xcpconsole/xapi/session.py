@@ -113,9 +113,10 @@ _DEAD_CONNECTION = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetErro
 class XapiSession:
     """A logged-in XenAPI session; create with ``await XapiSession.login(settings)``."""
 
-    def __init__(self, sdk_session: Any, settings: HostSettings) -> None:
+    def __init__(self, sdk_session: Any, settings: HostSettings, timeout: float = 60.0) -> None:
         self._sdk = sdk_session
         self.settings = settings
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._closed = False
         self._hosts: tuple[float, list[HostInfo]] | None = None
@@ -135,7 +136,11 @@ class XapiSession:
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     async def login(cls, settings: HostSettings, *, timeout: float = 60.0) -> XapiSession:
-        """Log in (following HOST_IS_SLAVE to the master); AuthError on bad credentials."""
+        """Log in (following HOST_IS_SLAVE to the master); AuthError on bad credentials.
+
+        ``timeout`` bounds each network step (connect, TLS handshake, each read) of the
+        login and of every later call.  A missing password is asked for
+        (``settings.password_prompt``) only once the certificate of the host passed."""
         return await asyncio.to_thread(cls._login_sync, settings, timeout)
 
     @classmethod
@@ -143,10 +148,17 @@ class XapiSession:
         seen: list[str] = []
         while True:
             seen.append(settings.url)
-            sdk = _sdk().Session(settings.url, transport=TrustedTransport(settings, timeout))
+            transport = TrustedTransport(settings, timeout)
+            sdk = _sdk().Session(settings.url, transport=transport)
             try:
-                sdk.xenapi.login_with_password(settings.user, settings.password, API_VERSION,
-                                               ORIGINATOR)
+                if not settings.password and settings.password_prompt is not None:
+                    transport.connect_now(settings.url)  # the trust question first
+                    settings = settings.with_password()
+                    # the host may have given up on the idle connection while the user
+                    # typed (a request-head timeout): log in on a fresh one
+                    transport.close()
+                sdk.xenapi.login_with_password(settings.user, settings.password,
+                                               API_VERSION, ORIGINATOR)
             except _sdk().Failure as exc:
                 details = [str(d) for d in (exc.details or [""])]
                 if details[0] == "HOST_IS_SLAVE" and len(details) > 1:
@@ -165,7 +177,7 @@ class XapiSession:
             except BaseException as exc:
                 raise _map_error(exc, "login") from None
             log.info("logged in to %s as %s", settings.url, settings.user)
-            return cls(sdk, settings)
+            return cls(sdk, settings, timeout)
 
     async def relogin(self) -> None:
         """Log in again with the same credentials (after the host dropped the session)."""
@@ -250,7 +262,8 @@ class XapiSession:
             vouched = vouched_store(self._hosts[1], host, port, master)
         log.info("the pool master moved to %s; following it", url)
         old = self._sdk
-        sdk = _sdk().Session(url, transport=TrustedTransport(self.settings, 60.0, vouched))
+        sdk = _sdk().Session(url, transport=TrustedTransport(self.settings, self._timeout,
+                                                             vouched))
         sdk._session = old._session
         sdk.last_login_method = getattr(old, "last_login_method", None)
         sdk.last_login_params = getattr(old, "last_login_params", None)
@@ -331,10 +344,12 @@ class XapiSession:
 
     async def find_vm(self, name_or_uuid: str) -> VmInfo:
         """The VM with that uuid or name-label; NotFoundError / AmbiguousError otherwise."""
-        return self._pick_vm(await self.all_vms(), name_or_uuid)
+        vms, consoles = await self._records()
+        return self._pick_vm(self._vm_list(vms, consoles), name_or_uuid, vms)
 
     @staticmethod
-    def _pick_vm(vms: list[VmInfo], name_or_uuid: str) -> VmInfo:
+    def _pick_vm(vms: list[VmInfo], name_or_uuid: str,
+                 records: dict[str, Any] | None = None) -> VmInfo:
         key = name_or_uuid.strip()
         by_uuid = [vm for vm in vms if vm.uuid.lower() == key.lower()]
         if by_uuid:
@@ -346,6 +361,8 @@ class XapiSession:
             lines = "\n".join(f"  {vm.uuid}  {vm.name_label}  ({vm.power_state})"
                               for vm in named)
             raise AmbiguousError(f"{len(named)} VMs are named {key!r}; use a uuid:\n{lines}")
+        if records is not None:
+            _refuse_non_vm(records, key)
         names = ", ".join(repr(vm.name_label) for vm in vms[:12])
         raise NotFoundError(f"no VM named {key!r} or with that uuid"
                             + (f" (VMs: {names}{', ...' if len(vms) > 12 else ''})"
@@ -379,14 +396,31 @@ class XapiSession:
         """The ``protocol`` console of VM ``vm`` (name or uuid); it must be running."""
         # One snapshot of the records serves both lookups (each is a round trip to the host).
         vms, consoles = await self._records()
-        info = self._pick_vm(self._vm_list(vms, consoles), vm)
+        info = self._pick_vm(self._vm_list(vms, consoles), vm, vms)
         if info.power_state != "Running":
+            from .power import way_to  # lazily: power.py builds on this module
+
+            fix = way_to("Running", info.power_state, vm)
             raise TunnelError(
-                f"VM {info.name_label!r} is {info.power_state.lower()}: its console exists only "
-                "while it runs (start it first, e.g. xe vm-start uuid=" + info.uuid + ")")
+                f"VM {info.name_label!r} is {info.power_state.lower()}: its console works only "
+                "while it runs" + (f" ({fix})" if fix else ""))
         found = [c for c in self._console_list(vms, consoles, info) if c.protocol == protocol]
         if not found:
             have = ", ".join(info.console_protocols) or "none"
             raise NotFoundError(f"VM {info.name_label!r} has no {protocol} console "
                                 f"(it has: {have})")
         return found[0]
+
+
+def _refuse_non_vm(records: dict[str, Any], key: str) -> None:
+    """NotFoundError naming what ``key`` is when it names a template or a snapshot."""
+    for rec in records.values():
+        if not isinstance(rec, dict) or (key != rec.get("name_label")
+                                         and key.lower() != str(rec.get("uuid", "")).lower()):
+            continue
+        if rec.get("is_a_template") and not rec.get("is_a_snapshot"):
+            raise NotFoundError(f"{key!r} is a template, not a VM: templates never run and have "
+                                "no console (install a VM from it first)")
+        if rec.get("is_a_snapshot"):
+            raise NotFoundError(f"{key!r} is a snapshot, not a VM: snapshots never run and "
+                                "have no console")

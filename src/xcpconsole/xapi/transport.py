@@ -60,3 +60,10 @@ class TrustedTransport(xmlrpc.client.SafeTransport):
                                        self._timeout, self._vouched)
         self._connection = host, conn
         return conn
+
+    def connect_now(self, url: str) -> None:
+        """Open the connection to ``url`` (so check its certificate) before any request:
+        the login then asks for a missing password only after the trust question."""
+        conn = self.make_connection(urlsplit(url).netloc)
+        if conn.sock is None:
+            conn.connect()

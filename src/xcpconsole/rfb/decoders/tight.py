@@ -42,6 +42,8 @@ class TightDecoder:
 
     def __init__(self) -> None:
         self._streams = [Inflater(f"Tight stream {i}") for i in range(4)]
+        #: whether the rectangle last decoded (or being decoded) was JPEG, i.e. lossy
+        self.last_jpeg = False
 
     def decode(self, data: memoryview, x: int, y: int, w: int, h: int,
                pf: PixelFormat, fb: RGB) -> int | None:
@@ -50,6 +52,7 @@ class TightDecoder:
             return None
         ctl = data[0]
         kind = ctl >> 4
+        self.last_jpeg = kind == JPEG
         reader = tpixel_reader(pf)
         tp = reader.nbytes
         dst = fb[y:y + h, x:x + w]

@@ -5,6 +5,11 @@ A console page asks for a one-time token (POST, CSRF header) and opens
 cookie and Origin, then bridges to the host's ``/console`` tunnel opened with the
 signed-in user's own XAPI session.  ``rfb`` consoles go through the relay framer
 (headers and lengths only; XVP power actions become XenAPI calls).
+
+When there is no token the answer says whether trying again can help: ``permanent``
+errors (no such console, a role the host refuses, a VM that does not run, with its
+power state and what would make it run) are shown by the page with what to do; the
+others (the console is busy, the host is restarting it) are retried.
 """
 
 from __future__ import annotations
@@ -16,16 +21,53 @@ from aiohttp import web
 
 from ...errors import NotFoundError, TunnelError, XcpConsoleError
 from ...rfb.framer import RfbRelayFramer
+from ...xapi.power import POWER_ACTIONS
 from ..auth import WebSession
 from ..bridge import BridgeLimits, ConsoleBridge
 from ..gateway import GATEWAY, Gateway
 from ..host import HostConsole
-from ..pages import Markup, fragment, render
+from ..pages import Markup, fragment, join, render
 from .common import PROTOCOLS, error_page, html_page, require_session
+from .power import ACTIONS, actions_for, power_buttons, primary_buttons
 
 log = logging.getLogger(__name__)
 
-XVP_METHODS = {2: "VM.clean_shutdown", 3: "VM.clean_reboot", 4: "VM.hard_reboot"}
+#: XVP codes (shutdown, reboot, reset) -> XenAPI method, from the one power table
+XVP_METHODS = {code: POWER_ACTIONS[action].call(force).method
+               for code, (action, force) in {2: ("shutdown", False), 3: ("reboot", False),
+                                             4: ("reboot", True)}.items()}
+
+
+#: The send-key menu of graphical consoles: label and the keys (X keysym names, pressed
+#: in order and released in reverse).  Ctrl-Alt-Del has its own button; Alt-SysRq takes
+#: a letter from the menu's input.
+SEND_KEYS: tuple[tuple[str, str], ...] = (
+    *((f"Ctrl-Alt-F{n}", f"Control_L Alt_L F{n}") for n in range(1, 13)),
+    ("Ctrl-Alt-Backspace", "Control_L Alt_L BackSpace"),
+    ("Alt-Tab", "Alt_L Tab"),
+    ("Esc", "Escape"),
+    ("Ctrl-Esc", "Control_L Escape"),
+    ("Print Screen", "Print"),
+    ("Windows key", "Super_L"),
+)
+
+_HINTS = {
+    "forbidden": "Your role on the host lets you see this VM but not use its console: "
+                 "ask an administrator for the VM Operator role (or higher).",
+    "no-console": "Open one of the consoles it has from the VM list.",
+}
+
+
+def _console_page(protocol: str, **values: object) -> Markup:
+    common = {"power_menu": fragment("power_menu.html", buttons=power_buttons()),
+              "notice": fragment("console_notice.html", buttons=primary_buttons()),
+              "message": fragment("message.html"),
+              "confirm": fragment("confirm_dialog.html")}
+    if protocol == "rfb":
+        keys = join((fragment("key_button.html", label=label, keys=keys)
+                     for label, keys in SEND_KEYS), "\n")
+        common["keys_menu"] = fragment("send_keys.html", buttons=keys)
+    return render(f"console_{protocol}.html", **common, **values)
 
 
 async def get_console(request: web.Request) -> web.StreamResponse:
@@ -38,12 +80,41 @@ async def get_console(request: web.Request) -> web.StreamResponse:
         vm = await sess.xapi.find_vm(uuid)
     except XcpConsoleError:
         return error_page(gw, sess, 404, "No such VM", f"No VM {uuid} is visible to you.")
-    token_url = f"/vms/{quote(uuid)}/console/{protocol}/token"
-    body = render(f"console_{protocol}.html", uuid=vm.uuid, name=vm.name_label,
-                  csrf=sess.csrf, token_url=token_url)
+    base = f"/vms/{quote(vm.uuid)}"
+    body = _console_page(protocol, uuid=vm.uuid, name=vm.name_label, csrf=sess.csrf,
+                         token_url=f"{base}/console/{protocol}/token",
+                         vm_url=f"/api/vms/{quote(vm.uuid)}",
+                         power_state=vm.power_state)
     head = fragment("console_vt100_head.html") if protocol == "vt100" else Markup("")
     return html_page(gw, f"{vm.name_label} — console", body, sess, head=head,
                      body_class="console-page")
+
+
+def _token_error(status: int, message: str, reason: str, *, permanent: bool,
+                 **extra: object) -> web.Response:
+    """Why no token: ``permanent`` ones (no such console, a role refused, the VM does
+    not run) are shown with what to do; the page retries the others."""
+    return web.json_response({"error": message, "permanent": permanent, "reason": reason,
+                              "hint": _HINTS.get(reason, ""), **extra}, status=status)
+
+
+async def _not_running(sess: WebSession, uuid: str, exc: TunnelError) -> web.Response:
+    """The VM does not run (find_console's one TunnelError): its power state and what
+    would make it run, or a retry when it runs again by now."""
+    try:
+        vm = await sess.xapi.find_vm(uuid)
+    except XcpConsoleError:
+        vm = None
+    if vm is None or vm.power_state == "Running":
+        return _token_error(409, str(exc), "refused", permanent=False)
+    state = vm.power_state
+    primary = [a for a in ACTIONS.values() if a.primary and state in a.states]
+    hint = (f"{primary[0].label} it to use its console." if primary
+            else "Its console comes back when it runs again.")
+    return web.json_response({
+        "error": f"“{vm.name_label}” is {state.lower()}: its console exists only while it "
+                 "runs.", "permanent": True, "reason": "not-running", "hint": hint,
+        "power_state": state, "actions": actions_for(state)}, status=409)
 
 
 async def post_token(request: web.Request) -> web.StreamResponse:
@@ -59,15 +130,17 @@ async def post_token(request: web.Request) -> web.StreamResponse:
     failed = sess.console_errors.pop((uuid, protocol), None)
     if failed is not None:  # the last try was refused by the host: say why, once
         status, message = failed
-        return web.json_response({"error": message, "permanent": status == 403},
-                                 status=403 if status == 403 else 409)
+        if status == 403:
+            return _token_error(403, message, "forbidden", permanent=True)
+        return _token_error(409, message, "refused", permanent=False)
     try:
         console = await sess.xapi.find_console(uuid, protocol)
-    except (NotFoundError, TunnelError) as exc:
-        status = 409 if isinstance(exc, TunnelError) else 404
-        return web.json_response({"error": str(exc)}, status=status)
+    except NotFoundError as exc:
+        return _token_error(404, str(exc), "no-console", permanent=True)
+    except TunnelError as exc:
+        return await _not_running(sess, uuid, exc)
     if console.vm_uuid != uuid:
-        return web.json_response({"error": "no such VM"}, status=404)
+        return _token_error(404, "no such VM", "no-console", permanent=True)
     token = gw.tokens.issue(sess, uuid, protocol, gw.clock(), console)
     return web.json_response({
         "url": f"/vms/{quote(uuid)}/console/{protocol}/ws?token={token}",

@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from ...errors import AuthError, XcpConsoleError
+from ...errors import AuthError, XcpConsoleError, redact
 from ..auth import COOKIE_NAME
 from ..gateway import GATEWAY, Gateway
 from ..host import HostSession
@@ -18,6 +18,10 @@ from ..pages import Markup, fragment, render
 from .common import html_page
 
 log = logging.getLogger(__name__)
+
+#: what end users see when the host is unreachable or untrusted (the reason is logged)
+HOST_UNAVAILABLE = ("The gateway cannot reach the host right now; please try again later "
+                    "or tell the administrator.")
 
 
 def login_page(gw: Gateway, *, error: str = "", username: str = "", status: int = 200
@@ -64,9 +68,7 @@ async def post_login(request: web.Request) -> web.StreamResponse:
         log.info("failed sign-in for %r from %s", user, addr)
         return login_page(gw, error="Wrong user name or password.", username=user, status=401)
     except XcpConsoleError as exc:
-        log.warning("sign-in for %r: host unavailable: %s", user, exc)
-        return login_page(gw, error=f"The host could not be reached: {exc}", username=user,
-                          status=502)
+        return _host_unavailable(gw, user, exc)
     gw.throttle.succeeded(user, addr)
     log.info("signed in %s from %s", user, addr)
     raise await _signed_in(gw, request, user, xapi)
@@ -80,10 +82,21 @@ async def get_login_link(request: web.Request) -> web.StreamResponse:
     user, password = entry
     try:
         xapi = await gw.backend.login(gw.backend.make_settings(user, password))
+    except AuthError as exc:
+        log.info("failed sign-in for %r with a one-time link: %s", user, exc)
+        return login_page(gw, error="Sign-in failed: the host refused the link's credentials.",
+                          username=user, status=401)
     except XcpConsoleError as exc:
-        return login_page(gw, error=f"Sign-in failed: {exc}", username=user, status=502)
+        return _host_unavailable(gw, user, exc)
     log.info("signed in %s with a one-time link", user)
     raise await _signed_in(gw, request, user, xapi)
+
+
+def _host_unavailable(gw: Gateway, user: str, exc: XcpConsoleError) -> web.Response:
+    """The reason goes to the operator's log; the end user, who cannot act on it (pin a
+    certificate, fix the network), gets a neutral page."""
+    log.warning("sign-in for %r: the gateway cannot reach the host: %s", user, redact(str(exc)))
+    return login_page(gw, error=HOST_UNAVAILABLE, username=user, status=502)
 
 
 async def _signed_in(gw: Gateway, request: web.Request, user: str, xapi: HostSession
