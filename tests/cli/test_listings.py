@@ -40,7 +40,7 @@ def test_consoles_of_a_halted_vm_print_nothing(sim_host: Any, tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
     assert out.stderr == ("xcpconsole: VM 'centos-halted' is halted: it has consoles only "
-                          "while it runs\n")
+                          "while it runs (xcpconsole start centos-halted)\n")
     listed = cli(sim_host, tmp_path, "consoles", "win-hvm")
     assert listed.stdout.endswith("resident-on ( RO)  : xcp-sim\n")  # no blank line after
 

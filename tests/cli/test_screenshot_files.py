@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from clirun import XCPCONSOLE, assert_one_error_line, cli, env_for
+from clirun import XCPCONSOLE, PtyProcess, assert_one_error_line, cli, env_for
 from PIL import Image, features
 
 VM = "win-hvm"  # 720x400, text on black
@@ -80,3 +80,14 @@ def test_bad_names_are_refused_before_connecting(tmp_path: Path) -> None:
         out = cli(None, tmp_path, "screenshot", VM, *args)
         assert_one_error_line(out, code, words)
         assert "no host" not in out.stderr
+
+
+def test_no_picture_on_a_terminal(sim_host: Any, tmp_path: Path) -> None:
+    term = PtyProcess([str(XCPCONSOLE), "screenshot", VM, "-"], env_for(sim_host, tmp_path))
+    try:
+        code = term.wait()
+    finally:
+        term.close()
+    assert code == 2, term.output
+    assert "not writing a picture to a terminal" in term.output
+    assert "\x89PNG" not in term.output

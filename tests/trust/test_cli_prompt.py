@@ -132,3 +132,18 @@ def test_ctrl_c_at_the_password_prompt(sim_host: Any, tmp_path: Path) -> None:
     assert "xcpconsole: interrupted (Ctrl-C)" in term.output
     assert "Traceback" not in term.output
     assert echo
+
+
+def test_ctrl_c_at_the_trust_question(sim_host: Any, tmp_path: Path) -> None:
+    """The question is read in the SDK's worker thread; Ctrl-C ends the process anyway."""
+    term = _first_run(sim_host, tmp_path, "vms")
+    try:
+        term.read_until(QUESTION)
+        term.write("\x03")
+        code = term.wait()
+    finally:
+        term.close()
+    assert code == 130, term.output
+    assert term.output.rstrip().endswith("xcpconsole: interrupted (Ctrl-C)")
+    assert "Fatal Python error" not in term.output and "Traceback" not in term.output
+    assert not (tmp_path / "known_hosts").exists()

@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
         if not rows:
             if info is not None:  # a halted VM: say why, on stderr (stdout stays empty)
                 print(f"xcpconsole: VM {info.name_label!r} is {info.power_state.lower()}: "
-                      "it has consoles only while it runs", file=sys.stderr)
+                      f"it has consoles only while it runs (xcpconsole start {vm})",
+                      file=sys.stderr)
             return
         typer.echo(_xe_records([
             {"uuid": r["uuid"], "vm-uuid": r["vm_uuid"], "vm-name-label": r["vm_name_label"],
