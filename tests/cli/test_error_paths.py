@@ -97,6 +97,8 @@ CASES: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
     (("demo", "--web-listen", "nonsense", "--state-dir", "{tmp}/d"), {}, 2, "--web-listen"),
     (("demo", "--web-listen", "127.0.0.1:{busy}", "--state-dir", "{tmp}/d",
       "--listen", "127.0.0.1:0"), {}, 1, "cannot listen on"),
+    (("demo", "--listen", "127.0.0.1:{busy}", "--state-dir", "{tmp}/d",
+      "--web-listen", "127.0.0.1:0"), {}, 1, "cannot listen on"),
     # power
     (("start", "no-such-vm"), {}, 1, "no VM named"),
     (("start", "win-hvm"), {}, 1, "already running"),

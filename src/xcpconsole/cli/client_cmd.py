@@ -185,12 +185,12 @@ def register(app: typer.Typer) -> None:
         from ..net.attach import ESCAPE_NAME, attach
 
         opts = HostOptions(host, user, profile, fingerprint, insecure, timeout)
-        if sys.stdin.isatty():
-            print(f"xcpconsole: attached to {vm}; {ESCAPE_NAME} detaches", file=sys.stderr)
 
         async def go() -> str:
             async with xapi_session(opts) as xapi:
                 console = await xapi.find_console(vm, protocol)
+                say(f"connected to {console.vm_name_label} ({protocol}); "
+                    f"{ESCAPE_NAME} detaches")
                 return await attach(xapi, console, timeout=timeout, follow=follow,
                                     notice=say)
 

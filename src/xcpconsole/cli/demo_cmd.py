@@ -283,8 +283,11 @@ def register(app: typer.Typer) -> None:
         from ..errors import ConfigError
 
         log_to_stderr()
+        from .common import check_can_listen
+
         sim_at = parse_hostport(listen)
         web_at = parse_hostport(web_listen, "--web-listen")
+        check_can_listen(*sim_at)  # a busy port: one line, exit 1 (as for --web-listen)
         where = state_dir.expanduser()
         try:
             where.mkdir(parents=True, exist_ok=True, mode=0o700)

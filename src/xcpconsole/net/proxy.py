@@ -76,7 +76,10 @@ class _Link:
             self.relay = Relay(self.local, remote, a_to_b=to_console, b_to_a=to_viewer)
             self.relay.send("a", to_viewer(first) if to_viewer is not None else first)
             self.proxy.report(f"connection from {_addr(peer)}: tunnel open")
-            await self.relay.run()
+            result = await self.relay.run()
+            self.proxy.report(
+                f"connection from {_addr(peer)}: closed ({result.reason}); "
+                f"{result.a_to_b} bytes to the console, {result.b_to_a} bytes back")
         finally:
             self.local.close()
 
