@@ -371,11 +371,19 @@ class StreamEnd(RelayEnd):
         except (ConnectionError, OSError) as exc:
             relay.lost(self.side, exc)
 
+    def encode(self, data: bytes) -> bytes | None:
+        """What goes on the wire for ``data`` (a framing subclass frames it; None: nothing
+        may be sent any more)."""
+        return data
+
     def write(self, data: bytes) -> None:
         w = self.writer
         if w.is_closing():
             return
-        w.write(data)
+        wire = self.encode(data)
+        if wire is None:
+            return
+        w.write(wire)
         if self._drain is None and w.transport.get_write_buffer_size() > self._high_water:
             assert self.relay is not None
             self.relay.pause_writing(self.side)

@@ -26,14 +26,13 @@ still answers) are refused with ``501``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
-from ..relay import Relay, RelayEnd, StreamEnd
+from ..relay import Relay, StreamEnd
 from .http import HttpRequest
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def websocket_key(req: HttpRequest) -> str | None:
     return req.header("sec-websocket-key")
 
 
-class WebSocketEnd(RelayEnd):
+class WebSocketEnd(StreamEnd):
     """The client's WebSocket (over the TLS stream) as a relay end.
 
     Input: frames decoded by wsproto; each complete message, and each ping or pong
@@ -97,22 +96,14 @@ class WebSocketEnd(RelayEnd):
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  leftover: bytes = b"", high_water: int = HIGH_WATER) -> None:
-        super().__init__()
-        self._reader, self._writer = reader, writer
+        # the stream end's back-pressure, pausing and closing; frames in and out here
+        super().__init__(reader, writer, "websocket", chunk=READ_CHUNK, high_water=high_water)
         self._ws = Connection(ConnectionType.SERVER)
         self._leftover = leftover
-        self._high_water = high_water
         self._message = bytearray()
         self._frame = 0  # payload bytes of the client frame being received
-        self._readable = asyncio.Event()
-        self._readable.set()
-        self._task: asyncio.Task[None] | None = None
-        self._drain: asyncio.Task[None] | None = None
         #: why the client side ended (for the log and the tests)
         self.ended = ""
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
         relay = self.relay
@@ -126,7 +117,7 @@ class WebSocketEnd(RelayEnd):
                         return
                 if not self._readable.is_set():
                     await self._readable.wait()
-                data = await self._reader.read(READ_CHUNK)
+                data = await self.reader.read(READ_CHUNK)
                 if not data:
                     self.ended = "connection closed without a close frame"
                     relay.eof(self.side)
@@ -179,54 +170,15 @@ class WebSocketEnd(RelayEnd):
         self.relay.lost(self.side, None)
         return False
 
-    def write(self, data: bytes) -> None:
-        w = self._writer
-        if w.is_closing():
-            return
+    def encode(self, data: bytes) -> bytes | None:
         try:
-            for i in range(0, len(data), SERVER_FRAME):
-                w.write(self._ws.send(BytesMessage(data=data[i:i + SERVER_FRAME])))
+            return b"".join(self._ws.send(BytesMessage(data=data[i:i + SERVER_FRAME]))
+                            for i in range(0, len(data), SERVER_FRAME))
         except LocalProtocolError:  # the client sent a close frame: nothing more goes out
-            return
-        if self._drain is None and w.transport.get_write_buffer_size() > self._high_water:
-            assert self.relay is not None
-            self.relay.pause_writing(self.side)
-            self._drain = asyncio.get_running_loop().create_task(self._drained())
-
-    async def _drained(self) -> None:
-        relay = self.relay
-        assert relay is not None
-        try:
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            relay.lost(self.side, exc)
-            return
-        finally:
-            self._drain = None
-        relay.resume_writing(self.side)
+            return None
 
     def end_of_input(self) -> bool:
         return False  # wsproxy ends both directions as soon as one ends
-
-    def pause_reading(self) -> None:
-        self._readable.clear()
-
-    def resume_reading(self) -> None:
-        self._readable.set()
-
-    def close(self) -> None:
-        for task in (self._task, self._drain):
-            if task is not None and not task.done():
-                task.cancel()
-        self._writer.close()
-
-    async def wait_closed(self) -> None:
-        for task in (self._task, self._drain):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
 
 
 async def relay_websocket(
