@@ -29,6 +29,8 @@ HOST_COMMANDS: list[tuple[str, ...]] = [
     ("info", "win-hvm"), ("screenshot", "win-hvm", "{tmp}/shot.png"),
     ("type", "win-hvm", "abc"), ("key", "win-hvm", "Return"),
     ("serve", "--listen", "127.0.0.1:0"),
+    # the power commands' --timeout bounds the whole command, sign-in included
+    ("start", "centos-halted"), ("shutdown", "win-hvm", "--force"), ("resume", "x", "--no-wait"),
 ]
 
 

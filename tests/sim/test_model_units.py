@@ -160,7 +160,7 @@ async def test_backend_set_calls_the_virtual_terminal_contract(monkeypatch, tmp_
     vm = next(vm for vm in m.vms.values() if vm.name_label == "alpine-pv-text")
     await backends.start(vm)
     assert made == [{"vm_name": "alpine-pv-text", "hostname": "xcp-sim",
-                     "run_dir": tmp_path / "run" / vm.uuid[:8], "boot_script": "linux"}]
+                     "run_dir": tmp_path / "run" / vm.uuid[:8], "boot_script": "alpine"}]
     assert backends.socket_for(vm.ref, "vt100") == tmp_path / "vt100.sock"
     await backends.vm_stopped(vm)
     assert backends.socket_for(vm.ref, "vt100") is None

@@ -435,3 +435,24 @@ async def test_vncdotool_capture_and_type(vt: VirtualTerminal, tmp_path: Path) -
                 break
         assert rows_matching(after, typed) == [PROMPT_ROW + 1]
         assert rows_matching(after, expected_row(PROMPT + "root")) == [PROMPT_ROW]
+
+
+def test_alpine_guest_boots_and_answers_like_alpine() -> None:
+    """The sim's alpine-pv-text is an Alpine guest (issue 10, item 15), not Debian."""
+    guest = ScriptedGuest(vm_name="alpine-pv-text", hostname=HOST, boot_script="alpine")
+    log = b"".join(chunk for _, chunk in guest.boot_steps()).decode()
+    log += guest.finish_boot().decode()
+    assert "OpenRC" in log and "Welcome to Alpine Linux 3.19" in log and "Debian" not in log
+    assert log.endswith(f"Kernel 6.6.14-0-virt on an x86_64 (/dev/hvc0)\r\n\r\n{PROMPT}")
+    guest.receive_input(b"root\r")
+    out = guest.receive_input(b"\r").decode()
+    assert "Welcome to Alpine!" in out and out.endswith(f"{HOST}:~# ")
+    assert guest.receive_input(b"frobnicate\r").decode().split("\r\n")[1] == \
+        "-ash: frobnicate: not found"
+    assert "-Alpine" in guest.receive_input(b"uname -a\r").decode()
+    assert "Welcome to Alpine Linux" in guest.receive_input(b"exit\r").decode()
+
+
+def test_unknown_boot_script_is_refused() -> None:
+    with pytest.raises(BackendError, match="known: alpine, dom0, linux"):
+        ScriptedGuest(vm_name="x", hostname=HOST, boot_script="windows")

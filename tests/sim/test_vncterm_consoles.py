@@ -44,3 +44,23 @@ def test_vt100_console_relays_text(sim_host) -> None:  # type: ignore[no-untyped
         assert read_exactly(sock, len(OK_REPLY)) == OK_REPLY
         sock.sendall(b"\r")
         assert read_exactly(sock, 1)  # the terminal answers with bytes of its screen stream
+
+
+def test_alpine_vm_prints_alpine_on_its_text_console(sim_host) -> None:  # type: ignore[no-untyped-def]
+    """The vt100 stream of the default inventory's alpine-pv-text is Alpine's getty."""
+    sid, ref = _console(sim_host, "alpine-pv-text", "vt100")
+    with tls_connect(sim_host.port) as sock:
+        sock.sendall(f"CONNECT /console?ref={ref}&session_id={sid} HTTP/1.0\r\n\r\n".encode())
+        assert read_exactly(sock, len(OK_REPLY)) == OK_REPLY
+        sock.sendall(b"root\r")  # typed at the login prompt (or dropped while booting)
+        seen = b""
+        sock.settimeout(10)
+        while b":~# " not in seen:
+            chunk = sock.recv(65536)
+            assert chunk, seen[-400:]
+            seen += chunk
+            if b"Password" in chunk:
+                sock.sendall(b"x\r")
+            elif seen.endswith(b"login: "):
+                sock.sendall(b"root\r")
+        assert b"Welcome to Alpine!" in seen and b"Debian" not in seen

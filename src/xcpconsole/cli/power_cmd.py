@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -48,7 +49,9 @@ ForceOpt = Annotated[bool, typer.Option(
 NoWaitOpt = Annotated[bool, typer.Option(
     "--no-wait", help="return once the host has the request, without waiting")]
 WaitTimeoutOpt = Annotated[float, typer.Option(
-    "--timeout", metavar="SECONDS", help="give up waiting after this long (exit code 1)")]
+    "--timeout", metavar="SECONDS",
+    help="give up after this long, all told: sign-in, the request and the wait (exit code "
+         "1); no network step waits longer than 10 s unless this is shorter")]
 
 
 def register(app: typer.Typer) -> None:
@@ -89,11 +92,21 @@ def _change(action: str, vm: str, *, force: bool, wait: bool, timeout: float,
 
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    import time
+
+    from ..errors import NetworkError
     from ..xapi.power import change_power
+
+    # One --timeout for the whole command: each network step of the sign-in gets at most
+    # the usual step limit, and the request and the wait get whatever is left of it.
+    deadline = time.monotonic() + timeout
+    opts = replace(opts, timeout=min(opts.timeout, timeout))
 
     async def go() -> None:
         async with xapi_session(opts) as xapi:
+            if time.monotonic() >= deadline:
+                raise NetworkError(f"{action}: the sign-in took all of --timeout {timeout:g} s")
             await change_power(xapi, vm, action, force=force, wait=wait, timeout=timeout,
-                               progress=_say)
+                               used=timeout - (deadline - time.monotonic()), progress=_say)
 
     run(go())

@@ -157,13 +157,14 @@ def _refine(error: XcpConsoleError, info: VmInfo, action: str, vm: str) -> XcpCo
 async def change_power(
     xapi: XapiSession, vm: VmInfo | str, action: str, *, force: bool = False,
     wait: bool = True, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
-    poll_interval: float = POLL_INTERVAL,
+    poll_interval: float = POLL_INTERVAL, used: float = 0.0,
 ) -> PowerResult:
     """Do ``action`` (a key of :data:`POWER_ACTIONS`) to ``vm`` (a name, uuid or
     :class:`VmInfo`); with ``wait``, return once its power state is the target.
 
-    ``timeout`` bounds the call and the wait together.  Errors: the VM is in the wrong
-    state (one line naming what would work) -> :class:`XapiError`
+    ``timeout`` bounds the call and the wait together; ``used``: seconds of it already
+    spent by the caller (signing in), so that one limit covers a whole command.
+    Errors: the VM is in the wrong state (one line naming what would work) -> :class:`XapiError`
     ``VM_BAD_POWER_STATE``; the user's role may not -> :class:`AuthError`; the time
     is up -> :class:`XcpConsoleError`; ``force`` where there is no hard form, or a bad
     ``timeout`` -> :class:`UsageError`.
@@ -184,7 +185,7 @@ async def change_power(
     started = loop.time()
     say(f"{rule.doing} {name} ({info.power_state.lower()} -> {rule.target.lower()})")
     try:
-        async with asyncio.timeout_at(started + timeout):
+        async with asyncio.timeout_at(started + max(0.0, timeout - used)):
             if not wait:  # the task would refuse it, but nobody would look
                 await _check_permission(xapi, call.method)
             task = await _start(xapi, call, info, action, name)

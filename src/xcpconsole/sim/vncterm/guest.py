@@ -13,6 +13,8 @@ the guest boots is dropped.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 
 from ..backends import BackendError
@@ -87,7 +89,78 @@ def _dom0_boot(vm_name: str, hostname: str) -> list[str]:
     return lines
 
 
-BOOT_SCRIPTS = {"linux": _linux_boot, "dom0": _dom0_boot}
+ALPINE_KERNEL = "6.6.14-0-virt"
+ALPINE_UNAME = "#1-Alpine SMP PREEMPT_DYNAMIC Mon, 29 Jan 2024 10:21:06 +0000 x86_64 Linux"
+
+
+def _alpine_boot(vm_name: str, hostname: str) -> list[str]:
+    """Alpine Linux 3.19 on Xen PV: a virt kernel, OpenRC's "*  ... [ ok ]" lines,
+    and /etc/issue's two lines above the login prompt."""
+    kernel_lines = [
+        f"Linux version {ALPINE_KERNEL} (buildozer@build-3-19-x86_64) "
+        "(gcc (Alpine 13.2.1_git20231014) 13.2.1 20231014)",
+        "Command line: BOOT_IMAGE=vmlinuz-virt root=/dev/xvda3 modules=ext4 console=hvc0",
+        "Hypervisor detected: Xen PV",
+        f"Xen: domain name \"{vm_name}\"",
+    ]
+    lines = [f"[{i * 0.091337:12.6f}] {text}" for i, text in enumerate(kernel_lines)]
+    ok = " [ \x1b[1;32mok\x1b[0m ]"
+    lines += [
+        "",
+        f"   \x1b[1;32mOpenRC\x1b[0m 0.52.1 is starting up Linux {ALPINE_KERNEL} (x86_64)",
+        "",
+        " * /proc is already mounted",
+        " * Mounting /run ..." + ok,
+        " * Caching service dependencies ..." + ok,
+        " * Remounting root filesystem read/write ..." + ok,
+        f" * Setting hostname ...{ok}",
+        " * Starting networking ..." + ok,
+        " * Starting crond ..." + ok,
+        " * Starting sshd ..." + ok,
+        "",
+        "Welcome to Alpine Linux 3.19",
+        f"Kernel {ALPINE_KERNEL} on an x86_64 (/dev/hvc0)",
+        "",
+    ]
+    return lines
+
+
+@dataclass(frozen=True)
+class Distro:
+    """What a guest's userland prints: its boot, its shell and its messages."""
+
+    boot: Callable[[str, str], list[str]]
+    kernel: str
+    uname: str  # `uname -a` after "Linux HOST KERNEL"
+    issue: Callable[[str], str]  # what getty prints again after a logout
+    motd: str  # printed after a root login, before the first prompt
+    prompt: Callable[[str], str]
+    not_found: str  # "{name}" is the unknown command
+
+
+DEBIAN = Distro(
+    boot=_linux_boot, kernel=KERNEL, uname=UNAME,
+    issue=lambda host: f"Debian GNU/Linux 12 {host} hvc0\r\n\r\n",
+    motd="", prompt=lambda host: f"[root@{host} ~]# ",
+    not_found="-bash: {name}: command not found",
+)
+ALPINE = Distro(
+    boot=_alpine_boot, kernel=ALPINE_KERNEL, uname=ALPINE_UNAME,
+    issue=lambda host: f"Welcome to Alpine Linux 3.19\r\nKernel {ALPINE_KERNEL} on an "
+                       "x86_64 (/dev/hvc0)\r\n\r\n",
+    motd="Welcome to Alpine!\r\n\r\nThe Alpine Wiki contains a large amount of how-to "
+         "guides and general\r\ninformation about administrating Alpine systems.\r\n"
+         "See <https://wiki.alpinelinux.org/>.\r\n\r\n",
+    prompt=lambda host: f"{host}:~# ",
+    not_found="-ash: {name}: not found",
+)
+XCP_DOM0 = Distro(
+    boot=_dom0_boot, kernel="4.19.0+1", uname="#1 SMP x86_64 x86_64 x86_64 GNU/Linux",
+    issue=lambda host: f"XCP-ng 8.3 (xenenterprise) {host} hvc0\r\n\r\n",
+    motd="", prompt=lambda host: f"[root@{host} ~]# ",
+    not_found="-bash: {name}: command not found",
+)
+BOOT_SCRIPTS: dict[str, Distro] = {"linux": DEBIAN, "alpine": ALPINE, "dom0": XCP_DOM0}
 
 
 class ScriptedGuest:
@@ -101,6 +174,7 @@ class ScriptedGuest:
         self.vm_name = vm_name
         self.hostname = hostname
         self.boot_script = boot_script
+        self.distro = BOOT_SCRIPTS[boot_script]
         self.line_delay = line_delay
         self.state = GuestState.BOOTING
         self._line: list[str] = []
@@ -111,7 +185,7 @@ class ScriptedGuest:
     # -- output ------------------------------------------------------------------
     def boot_steps(self) -> list[tuple[float, bytes]]:
         """(seconds to wait, bytes to print) for the whole boot; then call finish_boot."""
-        lines = BOOT_SCRIPTS[self.boot_script](self.vm_name, self.hostname)
+        lines = self.distro.boot(self.vm_name, self.hostname)
         steps = [(self.line_delay, (line + "\r\n").encode()) for line in lines]
         return [(0.0, b"\x1b[0m\x1b[H\x1b[2J"), *steps]
 
@@ -124,7 +198,7 @@ class ScriptedGuest:
         return f"{self.hostname} login: "
 
     def shell_prompt(self) -> str:
-        return f"[root@{self.hostname} ~]# "
+        return self.distro.prompt(self.hostname)
 
     # -- input -------------------------------------------------------------------
     def receive_input(self, data: bytes) -> bytes:
@@ -191,16 +265,18 @@ class ScriptedGuest:
         if self.state is GuestState.PASSWORD:
             if self._user == "root":
                 self.state = GuestState.SHELL
-                return (f"\r\nLinux {self.hostname} {KERNEL} {UNAME}\r\n\r\n"
-                        + self.shell_prompt())
+                motd = self.distro.motd or f"Linux {self.hostname} {self._uname()}\r\n\r\n"
+                return "\r\n" + motd + self.shell_prompt()
             self.state = GuestState.LOGIN
             return "\r\n\r\nLogin incorrect\r\n" + self.login_prompt()
         return "\r\n" + self._run(line.strip())
 
     def _logout(self) -> str:
         self.state = GuestState.LOGIN
-        return f"logout\r\n\r\nDebian GNU/Linux 12 {self.hostname} hvc0\r\n\r\n" + \
-            self.login_prompt()
+        return "logout\r\n\r\n" + self.distro.issue(self.hostname) + self.login_prompt()
+
+    def _uname(self) -> str:
+        return f"{self.distro.kernel} {self.distro.uname}"
 
     def _run(self, command: str) -> str:
         """Output of one shell command line, followed by the next prompt."""
@@ -211,7 +287,7 @@ class ScriptedGuest:
         elif name == "echo":
             out = args + "\r\n"
         elif command == "uname -a":
-            out = f"Linux {self.hostname} {KERNEL} {UNAME}\r\n"
+            out = f"Linux {self.hostname} {self._uname()}\r\n"
         elif command == "uname":
             out = "Linux\r\n"
         elif command == "hostname":
@@ -221,5 +297,5 @@ class ScriptedGuest:
         elif command in ("exit", "logout"):
             return self._logout()[len("logout\r\n"):] if command == "exit" else self._logout()
         else:
-            out = f"-bash: {name}: command not found\r\n"
+            out = self.distro.not_found.format(name=name) + "\r\n"
         return out + self.shell_prompt()

@@ -35,7 +35,12 @@ function open(url) {
     if (rfb !== conn) return;
     rfb = null;
     setKeysEnabled(false);
-    session.closed(ev.detail.clean ? 'Console closed' : 'Connection lost');
+    // noVNC calls a close by the server after the handshake clean, one before it not.
+    // Either way RFB gives no reason; the usual one on a running VM is a viewer that
+    // asked for an exclusive session (TigerVNC without -Shared), so name it as a guess.
+    session.closed(ev.detail.clean
+      ? 'The host closed the console (another viewer may have taken it exclusively)'
+      : 'Connection lost before the console opened (another viewer may hold it exclusively)');
   });
   conn.addEventListener('clipboard', (ev) => { clipText.value = ev.detail.text; });
   conn.addEventListener('desktopname', (ev) => { root.dataset.desktopName = ev.detail.name; });
