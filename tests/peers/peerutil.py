@@ -160,11 +160,11 @@ class Xvnc:
 
 
 def start_xvnc(tmp: Path, *, password: str | None, picture: np.ndarray | None,
-                geometry: str = "1024x768") -> Xvnc:
+                geometry: str = "1024x768", extra: tuple[str, ...] = ()) -> Xvnc:
     xvnc = need("Xvnc")
     port = free_tcp_port()
     argv = [xvnc, "-geometry", geometry, "-depth", "24", "-rfbport", str(port), "-localhost",
-            "-nolisten", "tcp", "-noreset", "-AlwaysShared", "-BlacklistThreshold", "10000"]
+            "-nolisten", "tcp", "-noreset", "-AlwaysShared", "-BlacklistThreshold", "10000", *extra]
     if password is None:
         argv += ["-SecurityTypes", "None"]
     else:

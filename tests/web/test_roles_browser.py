@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,38 @@ def test_console_limit_names_who_holds_the_console(roles_sim: Any,
     finally:
         holder.close()
         other.close()
+
+
+def test_a_read_only_user_never_gets_another_users_screen(
+        roles_sim: Any, roles_gateway: GatewayProcess, browser: Any) -> None:
+    """Issue 11, finding 1: thumbnails are kept per host user, so the auditor, whose role
+    may list VMs but not open their consoles, gets no picture, not the admin's."""
+    admin, auditor = browser.new_context(), browser.new_context()
+    try:
+        first = admin.new_page()
+        first.set_default_timeout(TIMEOUT_MS)
+        sign_in(first, roles_gateway.url, roles_sim.user, roles_sim.password)
+        deadline = time.monotonic() + 30
+        while True:  # the admin's own capture arrives
+            vms = {vm["name"]: vm for vm in first.request.get(
+                roles_gateway.url + "/api/vms").json()}
+            if vms[VM]["thumbnail"]:
+                break
+            assert time.monotonic() < deadline, vms[VM]
+            time.sleep(0.5)
+        url = roles_gateway.url + vms[VM]["thumbnail"]
+        shot = first.request.get(url)
+        assert shot.status == 200 and shot.body().startswith(b"\x89PNG")
+        second = auditor.new_page()
+        second.set_default_timeout(TIMEOUT_MS)
+        sign_in(second, roles_gateway.url, "auditor", USERS["auditor"][0])
+        for _ in range(6):  # its own captures are refused by the host, again and again
+            listed = {vm["name"]: vm for vm in second.request.get(
+                roles_gateway.url + "/api/vms").json()}
+            assert listed[VM]["thumbnail"] is None
+            assert second.request.get(url).status == 404
+            time.sleep(0.5)
+        assert first.request.get(url).status == 200  # the admin's picture is still its own
+    finally:
+        admin.close()
+        auditor.close()

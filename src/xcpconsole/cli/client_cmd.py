@@ -28,6 +28,7 @@ from .common import (
     print_table,
     remove_stop_signals,
     run,
+    visible,
     xapi_session,
 )
 
@@ -42,7 +43,8 @@ def _xe_records(rows: list[dict[str, str]]) -> str:
     blocks = []
     for row in rows:
         width = max(len(k) for k in row) + 6
-        blocks.append("\n".join(f"{(k + ' ( RO)'):<{width}}: {v}" for k, v in row.items()))
+        blocks.append("\n".join(f"{(k + ' ( RO)'):<{width}}: {visible(v)}"
+                                 for k, v in row.items()))
     return "\n\n".join(blocks)
 
 
@@ -96,9 +98,9 @@ def register(app: typer.Typer) -> None:
             return
         if not rows:
             if info is not None:  # a halted VM: say why, on stderr (stdout stays empty)
-                print(f"xcpconsole: VM {info.name_label!r} is {info.power_state.lower()}: "
-                      f"it has consoles only while it runs (xcpconsole start {vm})",
-                      file=sys.stderr)
+                print(visible(f"xcpconsole: VM {info.name_label!r} is "
+                              f"{info.power_state.lower()}: it has consoles only while it "
+                              f"runs (xcpconsole start {vm})"), file=sys.stderr)
             return
         typer.echo(_xe_records([
             {"uuid": r["uuid"], "vm-uuid": r["vm_uuid"], "vm-name-label": r["vm_name_label"],

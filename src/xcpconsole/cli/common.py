@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import getpass
+import logging
 import os
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -367,9 +369,53 @@ def check_can_listen(host: str, port: int) -> None:
 
 
 # -- output -----------------------------------------------------------------------------------
+def visible(text: str) -> str:
+    """``text`` from a host or a VNC server, safe to print on a terminal.
+
+    Control characters (C0, DEL, C1: ESC sequences that retitle the window or move the
+    cursor), bidi overrides and other invisible format characters (``Cf``), and line or
+    paragraph separators are shown as ``\\xNN`` / ``\\uNNNN`` instead of acting; a
+    newline and a tab become ``\\n`` and ``\\t`` too, so one value stays on one line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or unicodedata.category(ch) == "Zs":  # NBSP & co. too
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines whose message is :func:`visible`: a VM name or uuid from the host with
+    a newline or an escape sequence cannot forge a line or act on the terminal (the
+    traceback of one of our own bugs keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.message)
+        return super().formatMessage(record)
+
+
+def log_lines(level: int, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+              ) -> None:
+    """Log to stderr at ``level`` through :class:`SafeFormatter`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """A plain table on stdout: one-word headers, columns two spaces apart, no trailing
-    spaces and nothing cut (so ``awk`` and ``cut`` work), values printed verbatim."""
+    spaces and nothing cut (so ``awk`` and ``cut`` work), values printed verbatim but for
+    what a terminal would act on (:func:`visible`)."""
+    rows = [tuple(visible(cell) for cell in row) for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     for row in (columns, *rows):
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

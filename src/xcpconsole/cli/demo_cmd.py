@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import typer
 
 from ..address import connectable_host, format_hostport, parse_hostport
+from .common import SafeFormatter
 
 DEFAULT_STATE_DIR = Path("~/.local/state/xcpconsole-demo")
 PASSWORD_FILE = "demo-password"
@@ -128,12 +129,12 @@ def start_over(state_dir: Path) -> None:
             hosts.rmdir()
 
 
-class _ShortFormatter(logging.Formatter):
+class _ShortFormatter(SafeFormatter):
     """``12:34:56 signed in root from 127.0.0.1``; warnings and errors say so and who."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
-        self._loud = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+        self._loud = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                        datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:

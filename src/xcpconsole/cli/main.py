@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import XcpConsoleError, redact
-from .common import Interrupted
+from .common import Interrupted, visible
 
 app = typer.Typer(
     name="xcpconsole",
@@ -142,7 +142,7 @@ def main() -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except XcpConsoleError as exc:
-        print(f"xcpconsole: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"xcpconsole: error: {visible(redact(str(exc)))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
         print(f"xcpconsole: {exc}", file=sys.stderr)

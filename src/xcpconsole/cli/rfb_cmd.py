@@ -28,6 +28,7 @@ from .common import (
     UserOpt,
     prompt_password,
     run,
+    visible,
     xapi_session,
 )
 from .imagefile import DEFAULT_QUALITY
@@ -135,7 +136,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result.to_json(), indent=2))
             return
         for line in result.lines():
-            typer.echo(line)
+            typer.echo(visible(line))
 
     @app.command("screenshot")
     def screenshot_cmd(target: TargetArg,

@@ -109,9 +109,9 @@ def register(app: typer.Typer) -> None:
         import logging
 
         from ..sim import SimConfig, run
-        from .common import check_can_listen
+        from .common import check_can_listen, log_lines
 
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        log_lines(logging.INFO, "%(levelname)s %(name)s: %(message)s")
         _check_state_dir(state_dir.expanduser())
         pw, source = _password(password)
         config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen,

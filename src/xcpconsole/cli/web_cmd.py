@@ -144,6 +144,11 @@ def register(app: typer.Typer) -> None:
             help="Do not verify the host's certificate (testing only).")] = False,
         allowed_origin: Annotated[list[str] | None, typer.Option(
             help="Extra allowed Origin (e.g. behind a reverse proxy); repeatable.")] = None,
+        allowed_host: Annotated[list[str] | None, typer.Option(
+            metavar="NAME",
+            help="DNS name users reach the gateway by (Host header; IP addresses and "
+                 "localhost always work; others get 421, against DNS rebinding); "
+                 "repeatable.")] = None,
         max_consoles_per_user: Annotated[int, typer.Option(min=1)] = 8,
         max_consoles: Annotated[int, typer.Option(min=1, help="Open consoles in total.")]
             = 256,
@@ -179,13 +184,15 @@ def register(app: typer.Typer) -> None:
         level = logging.getLevelName(log_level.upper())
         if not isinstance(level, int):
             raise ConfigError(f"--log-level wants debug, info or warning, got {log_level!r}")
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .common import log_lines
+
+        log_lines(level)
         address = parse_hostport(listen)
         settings = host_settings(host, profile, fingerprint, insecure)
         tls = server_tls(tls_cert, tls_key)
         config = GatewayConfig(
             host_settings=settings, allowed_origins=tuple(allowed_origin or ()),
+            allowed_hosts=tuple(allowed_host or ()),
             max_consoles_per_user=max_consoles_per_user, max_consoles_total=max_consoles,
             max_logins_per_user=max_logins_per_user, console_idle_timeout=idle_timeout,
             session_idle=session_idle, thumbnails=thumbnails, assets_dir=assets,

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from ..errors import ConfigError
+
 CERT_NAME = "sim-cert.pem"
 KEY_NAME = "sim-key.pem"
 
@@ -98,10 +100,29 @@ def _write_certificate(
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # the key first, then the certificate: a run that stops between them (a full disk)
+    # leaves no half pair, since ensure_* needs both files
+    _write_whole(key_path, key_pem, 0o600)
+    _write_whole(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def _write_whole(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` all at once or not at all (a temporary file renamed over it); a
+    failure is a one-line :class:`ConfigError` naming the file, and leaves nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def certificate_fingerprint(cert_path: Path) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from . import logs
 from .assets import find_assets_dir
 from .backend import Backend, default_backend
 from .config import GatewayConfig
@@ -31,6 +32,7 @@ def create_app(config: GatewayConfig, backend: Backend | None = None, *,
     applied here: see :func:`.tuning.shrink_tls_read_buffers`.
     """
     assets = find_assets_dir(config.assets_dir)
+    logs.install()  # aiohttp's logger is the process's; the filter is idempotent
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
     app[GATEWAY] = Gateway(config, backend or default_backend(config), clock=clock)
     setup_routes(app, assets)

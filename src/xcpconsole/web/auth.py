@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .host import HostConsole, HostSession
@@ -31,6 +33,12 @@ TOKEN_BYTES = 32
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
+
+
+def _same(ours: str, theirs: str) -> bool:
+    """Constant-time equality of a secret of ours and a string from the network, which
+    may hold any character (``hmac.compare_digest`` raises on non-ASCII ``str``)."""
+    return hmac.compare_digest(ours.encode(), theirs.encode("utf-8", "surrogateescape"))
 
 class Signer:
     """HMAC-SHA256 over short strings with a random per-process key."""
@@ -46,7 +54,7 @@ class Signer:
         value, sep, _mac = signed.rpartition(".")
         if not sep or not value:
             return None
-        return value if hmac.compare_digest(self.sign(value), signed) else None
+        return value if _same(self.sign(value), signed) else None
 
     def login_form_token(self, now: float) -> str:
         """CSRF token for the login form (no session exists yet): a signed timestamp."""
@@ -81,7 +89,7 @@ class WebSession:
         default_factory=dict)
 
     def check_csrf(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf, token or "")
+        return bool(token) and _same(self.csrf, token or "")
 
 
 class SessionStore:
@@ -235,3 +243,38 @@ def origin_allowed(origin: str | None, expected: str, extra: tuple[str, ...] = (
         return False
     origin = origin.rstrip("/").lower()
     return origin == expected.lower() or origin in (o.rstrip("/").lower() for o in extra)
+
+
+def host_allowed(host: str | None, allowed: tuple[str, ...], origins: tuple[str, ...] = ()
+                 ) -> bool:
+    """May a request with this ``Host`` header be answered?  (DNS rebinding: a page of
+    ``evil.example`` whose name now points at the gateway is "same origin" with it, so the
+    Origin check alone does not stop it; its Host header still says ``evil.example``.)
+
+    Accepted: an IP literal or ``localhost`` (no DNS name to rebind), a name given with
+    ``--allowed-host``, or the host of an ``--allowed-origin``; and no Host at all
+    (HTTP/1.0 health checks: browsers, the only victims of rebinding, always send one)."""
+    if not host:
+        return True
+    name = _host_name(host)
+    if name is None:
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    names = {n.lower().rstrip(".") for n in allowed}
+    names.update(h for o in origins if (h := urlsplit(o).hostname))
+    return name in names
+
+
+def _host_name(host: str) -> str | None:
+    """The name of a ``Host`` header value, lower case, without port or brackets."""
+    try:
+        name = urlsplit("//" + host).hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None

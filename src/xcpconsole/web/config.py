@@ -15,6 +15,8 @@ class GatewayConfig:
     #: the host's url and trust; user and password are filled in at each sign-in
     host_settings: HostSettings
     allowed_origins: tuple[str, ...] = ()
+    #: DNS names the gateway answers for (Host header); IP literals and localhost always
+    allowed_hosts: tuple[str, ...] = ()
     max_consoles_per_user: int = 8
     max_consoles_total: int = 256
     max_logins_per_user: int = 5

@@ -26,6 +26,7 @@ from .auth import (
     Signer,
     TokenStore,
     WebSession,
+    host_allowed,
     origin_allowed,
 )
 from .backend import Backend
@@ -70,6 +71,10 @@ class Gateway:
         raw = request.cookies.get(COOKIE_NAME)
         sid = self.signer.unsign(raw) if raw else None
         return self.sessions.get(sid, self.clock()) if sid else None
+
+    def host_ok(self, request: web.Request) -> bool:
+        return host_allowed(request.headers.get("Host"), self.config.allowed_hosts,
+                            self.config.allowed_origins)
 
     def origin_ok(self, request: web.Request) -> bool:
         own = f"{request.scheme}://{request.host}"

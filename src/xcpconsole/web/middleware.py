@@ -44,7 +44,7 @@ def _secure(resp: web.StreamResponse) -> None:
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Origin null
     h.setdefault("X-Frame-Options", "DENY")
-    if resp.content_type == "text/html":
+    if resp.content_type in ("text/html", "application/json"):
         h.setdefault("Cache-Control", "no-store")
 
 
@@ -52,8 +52,16 @@ def _secure(resp: web.StreamResponse) -> None:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Origin check on state-changing requests, XAPI session loss, security headers."""
     gw = request.app[GATEWAY]
+    if not gw.host_ok(request):  # DNS rebinding: a name we were not told we have
+        misdirected = web.Response(
+            status=421, text="this gateway does not answer for that host name "
+                             "(its operator can add it with --allowed-host)")
+        _secure(misdirected)
+        return misdirected
     if request.method not in ("GET", "HEAD", "OPTIONS") and not gw.origin_ok(request):
-        return web.Response(status=403, text="cross-origin request refused")
+        refused = web.Response(status=403, text="cross-origin request refused")
+        _secure(refused)
+        return refused
     try:
         resp = await handler(request)
     except web.HTTPException as exc:

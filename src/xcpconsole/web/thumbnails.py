@@ -3,7 +3,10 @@
 A page only *reads* the cache (a PNG or nothing yet) and *asks* for a refresh; one
 background task takes the asks in turn, opens a console tunnel with the asking user's
 own XAPI session, grabs one frame with :mod:`xcpconsole.net.vnc`, scales it down and
-stores the PNG.  At most ``concurrency`` captures run at once and each is bounded by a
+stores the PNG.  Pictures are kept per host user: a user sees only what a capture made
+with its own session showed, so the host's RBAC decides (a role that may list VMs but
+not open their consoles gets no picture), and a failed capture drops the old picture.
+At most ``concurrency`` captures run at once and each is bounded by a
 timeout, so a hung console costs one slot for a few seconds and nothing else.
 """
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Capture = Callable[["HostSession", str], Awaitable[bytes]]  # (xapi session, vm uuid) -> PNG
+Key = tuple[str, str]  # (host user, vm uuid)
 
 
 @dataclass
@@ -42,28 +46,28 @@ class ThumbnailCache:
         self.max_age = max_age
         self.timeout = timeout
         self.max_entries = max_entries
-        self._cache: dict[str, Thumbnail] = {}
-        self._wanted: dict[str, HostSession] = {}  # vm uuid -> xapi session to use
-        self._busy: set[str] = set()
+        self._cache: dict[Key, Thumbnail] = {}
+        self._wanted: dict[Key, HostSession] = {}  # -> that user's xapi session to use
+        self._busy: set[Key] = set()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
 
-    def get(self, vm_uuid: str) -> Thumbnail | None:
-        return self._cache.get(vm_uuid)
+    def get(self, user: str, vm_uuid: str) -> Thumbnail | None:
+        """``user``'s latest picture of the VM, taken with ``user``'s own session."""
+        return self._cache.get((user, vm_uuid))
 
-    def forget(self, vm_uuid: str) -> None:
-        self._cache.pop(vm_uuid, None)
-
-    def request(self, vm_uuid: str, xapi: HostSession) -> None:
-        """Ask for a fresh capture if the cached one is old; returns immediately."""
-        shot = self._cache.get(vm_uuid)
+    def request(self, user: str, vm_uuid: str, xapi: HostSession) -> None:
+        """Ask for a fresh capture with ``xapi`` (``user``'s session) if the cached one
+        is old; returns immediately."""
+        key = (user, vm_uuid)
+        shot = self._cache.get(key)
         if shot is not None and self._clock() - shot.taken < self.max_age:
             return
-        if vm_uuid in self._busy or len(self._wanted) >= self.max_entries:
+        if key in self._busy or len(self._wanted) >= self.max_entries:
             return
-        self._wanted[vm_uuid] = xapi
+        self._wanted[key] = xapi
         self._wake.set()
 
     def start(self) -> None:
@@ -84,27 +88,31 @@ class ThumbnailCache:
             await self._wake.wait()
             self._wake.clear()
             while self._wanted:
-                vm_uuid, xapi = self._wanted.popitem()
+                key, xapi = self._wanted.popitem()
                 await self._slots.acquire()
-                self._busy.add(vm_uuid)
-                job = asyncio.create_task(self._one(vm_uuid, xapi))
+                self._busy.add(key)
+                job = asyncio.create_task(self._one(key, xapi))
                 self._jobs.add(job)
                 job.add_done_callback(self._jobs.discard)
 
-    async def _one(self, vm_uuid: str, xapi: HostSession) -> None:
+    async def _one(self, key: Key, xapi: HostSession) -> None:
+        vm_uuid = key[1]
         try:
             async with asyncio.timeout(self.timeout):
                 png = await self._capture(xapi, vm_uuid)
             if len(self._cache) >= self.max_entries:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[vm_uuid] = Thumbnail(png, self._clock())
+            self._cache[key] = Thumbnail(png, self._clock())
+            return
         except (XcpConsoleError, TimeoutError, OSError) as exc:
             log.info("thumbnail of VM %s: %s", vm_uuid, exc)
         except Exception:
             log.exception("thumbnail of VM %s failed", vm_uuid)
         finally:
-            self._busy.discard(vm_uuid)
+            self._busy.discard(key)
             self._slots.release()
+        # the capture failed: an older picture no longer shows what this user may see
+        self._cache.pop(key, None)
 
 
 def scale_png(rgb: Any, width: int = 320) -> bytes:

@@ -76,6 +76,8 @@ async def post_login(request: web.Request) -> web.StreamResponse:
 
 async def get_login_link(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
+    if request.method == "HEAD":  # a link previewer or a checker: the link stays unused
+        return login_page(gw)
     entry = gw.redeem_sign_in_link(request.query.get("code", ""))
     if entry is None:
         return login_page(gw, error="That sign-in link was used or has expired.", status=403)

@@ -156,8 +156,8 @@ def _thumbnail_url(gw: Gateway, sess: WebSession, vm: HostVm) -> str | None:
     before: no 404s), and a request for a fresh capture if it is old."""
     if gw.thumbnails is None or vm.power_state != "Running" or "rfb" not in _consoles(vm):
         return None
-    gw.thumbnails.request(vm.uuid, sess.xapi)
-    shot = gw.thumbnails.get(vm.uuid)
+    gw.thumbnails.request(sess.user, vm.uuid, sess.xapi)
+    shot = gw.thumbnails.get(sess.user, vm.uuid)
     if shot is None:
         return None
     return f"/vms/{quote(vm.uuid)}/thumbnail.png?t={int(shot.taken * 1000)}"
@@ -241,8 +241,8 @@ async def get_thumbnail(request: web.Request) -> web.StreamResponse:
     uuid = request.match_info["uuid"]
     if sess is None or gw.thumbnails is None or uuid not in sess.visible_vms:
         raise web.HTTPNotFound()
-    gw.thumbnails.request(uuid, sess.xapi)
-    shot = gw.thumbnails.get(uuid)
+    gw.thumbnails.request(sess.user, uuid, sess.xapi)
+    shot = gw.thumbnails.get(sess.user, uuid)
     if shot is None:
         raise web.HTTPNotFound(text="no thumbnail yet")
     return web.Response(body=shot.png, content_type="image/png",
