@@ -144,48 +144,6 @@ class SessionStore:
         return sess.consoles == 0 and now - sess.last_seen > self.idle
 
 
-class LoginThrottle:
-    """Exponential back-off of failed logins per (user, client address).
-
-    The first ``free`` failures cost nothing (typos); after that each failure locks the
-    pair out for ``base * 2**k`` seconds, capped at ``cap``.  A locked-out attempt is
-    answered at once without asking the host, so an attacker cannot use the gateway to
-    hammer the host's PAM either.  Entries are forgotten after ``forget`` seconds.
-    """
-
-    def __init__(self, *, free: int = 2, base: float = 1.0, cap: float = 300.0,
-                 forget: float = 3600.0, max_entries: int = 100_000) -> None:
-        self.free, self.base, self.cap, self.forget = free, base, cap, forget
-        self.max_entries = max_entries
-        self._state: dict[tuple[str, str], tuple[int, float, float]] = {}  # fails, until, last
-
-    def retry_after(self, user: str, addr: str, now: float) -> float:
-        """Seconds the pair must still wait (0 when an attempt is allowed)."""
-        entry = self._state.get((user.lower(), addr))
-        if entry is None:
-            return 0.0
-        return max(0.0, entry[1] - now)
-
-    def failed(self, user: str, addr: str, now: float) -> float:
-        """Record a failure; returns the lock-out now in force (seconds)."""
-        if len(self._state) >= self.max_entries:
-            self.prune(now)
-        key = (user.lower(), addr)
-        fails = self._state.get(key, (0, 0.0, 0.0))[0] + 1
-        excess = fails - self.free
-        delay = 0.0 if excess <= 0 else min(self.cap, self.base * 2 ** (excess - 1))
-        self._state[key] = (fails, now + delay, now)
-        return delay
-
-    def succeeded(self, user: str, addr: str) -> None:
-        self._state.pop((user.lower(), addr), None)
-
-    def prune(self, now: float) -> None:
-        for key, (_f, until, last) in list(self._state.items()):
-            if now - last > self.forget and now >= until:
-                del self._state[key]
-
-
 @dataclass(frozen=True)
 class ConsoleGrant:
     """What a one-time WebSocket token allows: this session, this VM, this protocol."""

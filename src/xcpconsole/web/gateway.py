@@ -21,7 +21,6 @@ from aiohttp import web
 
 from .auth import (
     COOKIE_NAME,
-    LoginThrottle,
     SessionStore,
     Signer,
     TokenStore,
@@ -31,6 +30,7 @@ from .auth import (
 )
 from .backend import Backend
 from .config import GatewayConfig
+from .signin import SignInBudget
 from .thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Gateway:
     clock: Callable[[], float] = time.monotonic
     signer: Signer = field(default_factory=Signer)
     sessions: SessionStore = field(init=False)
-    throttle: LoginThrottle = field(init=False)
+    signins: SignInBudget = field(init=False)
     tokens: TokenStore = field(init=False)
     thumbnails: ThumbnailCache | None = field(init=False, default=None)
     consoles_total: int = 0
@@ -57,7 +57,7 @@ class Gateway:
         c = self.config
         self.sessions = SessionStore(idle=c.session_idle, lifetime=c.session_lifetime,
                                      max_per_user=c.max_logins_per_user)
-        self.throttle = LoginThrottle(free=c.login_free_failures, base=c.login_backoff)
+        self.signins = SignInBudget(free=c.login_free_failures, base=c.login_backoff)
         self.tokens = TokenStore(ttl=c.token_ttl)
         if c.thumbnails and self.backend.capture is not None:
             self.thumbnails = ThumbnailCache(self.backend.capture, max_age=c.thumbnail_max_age,
@@ -122,7 +122,7 @@ class Gateway:
             for sess in self.sessions.expire(now):
                 await self.end_session(sess)
             self.tokens.prune(now)
-            self.throttle.prune(now)
+            self.signins.prune(now)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -15,6 +15,7 @@ from ..auth import COOKIE_NAME
 from ..gateway import GATEWAY, Gateway
 from ..host import HostSession
 from ..pages import Markup, fragment, render
+from ..signin import Refused
 from .common import html_page
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,23 @@ async def post_login(request: web.Request) -> web.StreamResponse:
         return login_page(gw, error="User name and password are required.", username=user,
                           status=400)
     addr = request.remote or "?"
-    wait = gw.throttle.retry_after(user, addr, gw.clock())
-    if wait > 0:
-        resp = login_page(gw, error=f"Too many failed attempts; try again in {int(wait) + 1} s.",
-                          username=user, status=429)
-        resp.headers["Retry-After"] = str(int(wait) + 1)
+    attempt = gw.signins.take(user, addr, gw.clock())  # before the host call: see signin.py
+    if isinstance(attempt, Refused):
+        resp = login_page(gw, error=attempt.message, username=user, status=attempt.status)
+        resp.headers["Retry-After"] = str(attempt.retry_after)
         return resp
+    ok: bool | None = None
     try:
         xapi = await gw.backend.login(gw.backend.make_settings(user, password))
+        ok = True
     except AuthError:
-        gw.throttle.failed(user, addr, gw.clock())
+        ok = False
         log.info("failed sign-in for %r from %s", user, addr)
         return login_page(gw, error="Wrong user name or password.", username=user, status=401)
     except XcpConsoleError as exc:
         return _host_unavailable(gw, user, exc)
-    gw.throttle.succeeded(user, addr)
+    finally:
+        gw.signins.finish(attempt, ok=ok, now=gw.clock())
     log.info("signed in %s from %s", user, addr)
     raise await _signed_in(gw, request, user, xapi)
 
