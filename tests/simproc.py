@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +96,23 @@ def launch_sim(state_dir: Path, *extra: str, timeout: float = 60.0) -> SimProces
         fingerprint=info["fingerprint"], user=info["user"], password=info["password"],
         pid=info["pid"],
     )
+
+
+def default_inventory() -> str:
+    """The text of the sim's default inventory, to extend with ``[[vm]]``/``[[users]]``."""
+    from xcpconsole.sim import inventory
+
+    return (Path(inventory.__file__).with_name("default_inventory.toml")
+            .read_text(encoding="utf-8"))
+
+
+@contextmanager
+def sim_with_inventory(workdir: Path, text: str) -> Iterator[SimProcess]:
+    """A sim serving the inventory ``text`` (written into ``workdir``), stopped after."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "inventory.toml").write_text(text, encoding="utf-8")
+    sim = launch_sim(workdir / "state", "--inventory", str(workdir / "inventory.toml"))
+    try:
+        yield sim
+    finally:
+        sim.stop()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from simproc import SimProcess, launch_sim
+from simproc import SimProcess, sim_with_inventory
 from xcpconsole.cli import power_cmd
 from xcpconsole.xapi.power import DEFAULT_TIMEOUT, POWER_ACTIONS
 
@@ -44,13 +44,8 @@ role = "read-only"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    tmp = tmp_path_factory.mktemp("power-cli")
-    (tmp / "inv.toml").write_text(INVENTORY)
-    started = launch_sim(tmp / "state", "--inventory", str(tmp / "inv.toml"))
-    try:
+    with sim_with_inventory(tmp_path_factory.mktemp("power-cli"), INVENTORY) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def cli(sim: SimProcess, tmp_path: Path, *args: str, user: tuple[str, str] | None = None

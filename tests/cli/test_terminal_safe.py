@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from clirun import XCPCONSOLE, cli
 
-from simproc import launch_sim
+from simproc import default_inventory, sim_with_inventory
 from xcpconsole.cli.common import visible
-from xcpconsole.sim import inventory as sim_inventory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))
 from peerutil import start_xvnc, stop_xvnc
@@ -38,16 +37,10 @@ def test_visible_escapes_what_a_terminal_would_act_on() -> None:
 
 @pytest.fixture(scope="module")
 def hostile_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    tmp = tmp_path_factory.mktemp("hostile")
-    text = Path(sim_inventory.__file__).with_name("default_inventory.toml").read_text()
-    text += (f'\n[[vm]]\nname_label = {json.dumps(HOSTILE_VM)}\n'
+    extra = (f'\n[[vm]]\nname_label = {json.dumps(HOSTILE_VM)}\n'
              'power_state = "Halted"\nhvm = true\nbackend = "none"\nconsoles = ["rfb"]\n')
-    (tmp / "inventory.toml").write_text(text)
-    sim = launch_sim(tmp / "state", "--inventory", str(tmp / "inventory.toml"))
-    try:
+    with sim_with_inventory(tmp_path_factory.mktemp("hostile"), default_inventory() + extra) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 def test_vms_and_consoles_print_a_hostile_name_visibly(hostile_sim: Any,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import XenAPI
 
-from simproc import SimProcess, launch_sim
+from simproc import SimProcess, sim_with_inventory
 
 from .conftest import read_exactly, tls_connect
 
@@ -31,13 +31,8 @@ consoles = ["rfb"]
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    tmp = tmp_path_factory.mktemp("power-sim")
-    (tmp / "inv.toml").write_text(INVENTORY)
-    started = launch_sim(tmp / "state", "--inventory", str(tmp / "inv.toml"))
-    try:
+    with sim_with_inventory(tmp_path_factory.mktemp("power-sim"), INVENTORY) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def console_head(sim: SimProcess, ref: str, sid: str) -> bytes:

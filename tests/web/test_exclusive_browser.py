@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from .test_browser import QEMU_VM, open_console, wait_canvas_not_blank
+from .test_idle_browser import STATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))
 from peerutil import free_tcp_port, need, stop, wait_for_socket
@@ -29,13 +30,7 @@ from .test_browser import page  # noqa: F401 - a fixture
 pytestmark = pytest.mark.peers
 
 XCPCONSOLE = Path(sys.executable).parent / "xcpconsole"
-STATES = """() => {
-  window.xcpStates = [];
-  new MutationObserver(() => window.xcpStates.push(
-      document.getElementById('console').dataset.state))
-    .observe(document.getElementById('console'), {attributes: true,
-                                                  attributeFilter: ['data-state']});
-}"""
+
 
 
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes],

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from simproc import launch_sim
-from xcpconsole.sim import inventory as sim_inventory
+from simproc import default_inventory, sim_with_inventory
 
 from .conftest import XCPCONSOLE, GatewayProcess, launch_gateway
 from .test_browser import TIMEOUT_MS, open_console, sign_in, wait_canvas_not_blank
@@ -30,18 +29,13 @@ USERS = {"auditor": ("look-only-1", "read-only"), "ops": ("op-pass-2", "vm-opera
 
 @pytest.fixture(scope="module")
 def roles_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    tmp = tmp_path_factory.mktemp("roles")
-    default = Path(sim_inventory.__file__).with_name("default_inventory.toml").read_text()
-    default = default.replace("limit_console_sessions = false", "limit_console_sessions = true")
+    default = default_inventory().replace("limit_console_sessions = false",
+                                          "limit_console_sessions = true")
     assert "limit_console_sessions = true" in default
     users = "".join(f'\n[[users]]\nname = "{name}"\npassword = "{pw}"\nrole = "{role}"\n'
                     for name, (pw, role) in USERS.items())
-    (tmp / "inventory.toml").write_text(default + users)
-    sim = launch_sim(tmp / "state", "--inventory", str(tmp / "inventory.toml"))
-    try:
+    with sim_with_inventory(tmp_path_factory.mktemp("roles"), default + users) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(scope="module")
