@@ -57,17 +57,19 @@ class SimProcess:
         return int(self.proc.returncode)
 
 
-def launch_sim(state_dir: Path, *extra: str, timeout: float = 60.0) -> SimProcess:
-    """Start ``xcpconsole sim`` on a free port and wait until it has written sim.json."""
+def launch_sim(state_dir: Path, *extra: str, timeout: float = 60.0,
+               password: str | None = None, port: int = 0) -> SimProcess:
+    """Start ``xcpconsole sim`` on a free port (or ``port``: a restart on the same state
+    dir keeps its address and certificate) and wait until it has written sim.json."""
     if not XCPCONSOLE.exists():
         pytest.fail(f"{XCPCONSOLE} missing: install the package into the venv (make setup)")
     state_dir.mkdir(parents=True, exist_ok=True)
     info_path = state_dir / "sim.json"
     info_path.unlink(missing_ok=True)
-    env = dict(os.environ, XCPSIM_PASSWORD=secrets.token_urlsafe(12))
+    env = dict(os.environ, XCPSIM_PASSWORD=password or secrets.token_urlsafe(12))
     log = open(state_dir / "sim.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [str(XCPCONSOLE), "sim", "--listen", "127.0.0.1:0", "--state-dir", str(state_dir),
+        [str(XCPCONSOLE), "sim", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir),
          *extra],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
     )

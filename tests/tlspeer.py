@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ class TlsPeer:
     received: list[bytes] = field(default_factory=list)
     port: int = 0
     host: str = "127.0.0.1"
+    #: end with a TLS close_notify (as an asyncio or OpenSSL server closing cleanly does)
+    close_notify: bool = False
+    #: send the reply one byte every ``drip`` seconds (a host that never quite answers)
+    drip: float = 0.0
 
     def __post_init__(self) -> None:
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -115,7 +120,17 @@ class TlsPeer:
                     got += chunk
                 if got:
                     reply = self.reply(bytes(got)) if callable(self.reply) else self.reply
-                    tls.sendall(reply)
+                    if self.drip:
+                        for i in range(len(reply)):
+                            if self._stop:
+                                return
+                            tls.sendall(reply[i:i + 1])
+                            time.sleep(self.drip)
+                    else:
+                        tls.sendall(reply)
+                    if self.close_notify:
+                        tls.unwrap().close()
+                        return
                     tls.shutdown(socket.SHUT_RDWR)
         except (OSError, ssl.SSLError):
             pass

@@ -50,6 +50,12 @@ class AuthError(XcpConsoleError):
     exit_code = 3
 
 
+class SessionEndedError(AuthError):
+    """The host ended the XenAPI session and refused the saved credentials when we logged
+    in again (the password changed, the account was locked or removed).  The session does
+    not try them again: under PAM or AD rules each try counts towards a lock-out."""
+
+
 class TrustError(XcpConsoleError):
     """A TLS certificate could not be trusted (unknown, changed or wrong fingerprint)."""
 

@@ -230,15 +230,6 @@ class TransportEnd(asyncio.Protocol, RelayEnd):
         self._early: tuple[str, BaseException | None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
 
-    @classmethod
-    def adopt(cls, transport: asyncio.BaseTransport, name: str = "peer", *,
-              high_water: int = DEFAULT_HIGH_WATER, keep_open: bool = False) -> TransportEnd:
-        """Take over an open transport (e.g. a tunnel with reading paused)."""
-        end = cls(name, high_water=high_water, keep_open=keep_open)
-        transport.set_protocol(end)
-        end.connection_made(transport)
-        return end
-
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (asyncio's or uvloop's, which do not subclass asyncio.Transport)

@@ -66,9 +66,9 @@ def fake(cert: CertFiles) -> Iterator[list[TlsPeer]]:
         p.close()
 
 
-def start(fake: list[TlsPeer], cert: CertFiles, reply: object) -> tuple[TlsPeer, StubSession,
-                                                                       ConsoleInfo]:
-    peer = TlsPeer(cert, reply=reply)  # type: ignore[arg-type]
+def start(fake: list[TlsPeer], cert: CertFiles, reply: object, *, close_notify: bool = False
+          ) -> tuple[TlsPeer, StubSession, ConsoleInfo]:
+    peer = TlsPeer(cert, reply=reply, close_notify=close_notify)  # type: ignore[arg-type]
     fake.append(peer)
     settings = HostSettings(url=f"https://127.0.0.1:{peer.port}", user="root", password="pw",
                             fingerprint=cert.fingerprint)
@@ -201,3 +201,39 @@ async def test_real_consoles_of_the_sim(sim_host, tmp_path: Path) -> None:  # ty
         with pytest.raises(TunnelError) as info:
             await open_tunnel(xapi, gone, timeout=5)
         assert info.value.status == 500
+
+
+@pytest.mark.parametrize("close_notify", [True, False])
+@pytest.mark.parametrize("tail", [b"", b"RFB 003.008\n"])
+async def test_host_closing_right_after_200_is_seen(fake: list[TlsPeer], cert: CertFiles,
+                                                    tail: bytes, close_notify: bool) -> None:
+    """What xapi does when the console's backend is gone: ``200 OK``, then close.  The
+    close must reach whoever reads the tunnel, every time (it was lost in a race)."""
+    _, session, console = start(fake, cert, b"HTTP/1.1 200 OK\r\n\r\n" + tail,
+                                close_notify=close_notify)
+    for _ in range(25):
+        reader, writer = await open_tunnel(session, console, timeout=5)  # type: ignore[arg-type]
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == tail
+        finally:
+            writer.close()
+
+
+async def test_proxied_viewer_closed_when_host_closes_after_200(fake: list[TlsPeer],
+                                                                cert: CertFiles) -> None:
+    """The proxy's viewers see that close too (they hung before)."""
+    from xcpconsole.net.proxy import ConsoleProxy
+
+    _, session, console = start(fake, cert, b"HTTP/1.1 200 OK\r\n\r\nRFB 003.008\n",
+                                close_notify=True)
+    proxy = ConsoleProxy(session, console, report=lambda _m: None)  # type: ignore[arg-type]
+    _, port = await proxy.start("127.0.0.1", 0)
+    try:
+        for _ in range(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                assert await asyncio.wait_for(reader.read(), 5) == b"RFB 003.008\n"
+            finally:
+                writer.close()
+    finally:
+        await proxy.close()

@@ -50,15 +50,16 @@ class GatewayProcess:
 
 
 def launch_gateway(sim: SimProcess, workdir: Path, *extra: str,
-                   timeout: float = 30.0) -> GatewayProcess:
-    """Start ``xcpconsole serve --listen 127.0.0.1:0`` and wait for its listening line."""
+                   timeout: float = 30.0, wrap: tuple[str, ...] = ()) -> GatewayProcess:
+    """Start ``xcpconsole serve --listen 127.0.0.1:0`` and wait for its listening line
+    (``wrap``: a command it runs under, e.g. ``prlimit``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("XCP_")}
     env.update(HOME=str(workdir), XCPCONSOLE_CONFIG=str(workdir / "no-config.toml"))
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [str(XCPCONSOLE), "serve", "--listen", "127.0.0.1:0", "--host", sim.url,
+            [*wrap, str(XCPCONSOLE), "serve", "--listen", "127.0.0.1:0", "--host", sim.url,
              "--fingerprint", sim.fingerprint, *extra],
             stdout=subprocess.PIPE, stderr=err, env=env, cwd=workdir,
         )

@@ -120,3 +120,15 @@ async def test_dns_rebinding_host_names_are_refused(make_gw: Callable[..., Any])
     other = await make_gw(allowed_origins=("https://console.example.net",))
     got, _, _ = await raw(other, b"GET /login HTTP/1.1\r\nHost: console.example.net\r\n")
     assert got == 200
+
+
+async def test_cookie_is_secure_behind_a_tls_terminating_proxy(
+        make_gw: Callable[..., Any]) -> None:  # noqa: F811
+    """Finding 13: behind a reverse proxy that ends TLS the gateway sees plain HTTP; the
+    browser's https Origin (an allowed one) still makes the session cookie Secure."""
+    gw = await make_gw(allowed_origins=("https://consoles.example.com",))
+    resp = await gw.login(origin="https://consoles.example.com")
+    assert resp.status == 303 and "Secure" in resp.headers["Set-Cookie"]
+    plain = await make_gw()
+    resp = await plain.login()
+    assert resp.status == 303 and "Secure" not in resp.headers["Set-Cookie"]

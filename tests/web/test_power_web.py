@@ -196,11 +196,13 @@ async def test_host_refusals_become_json_messages(gw: Gw,
     assert body["code"] == "OTHER_OPERATION_IN_PROGRESS"
     assert body["error"] == ("The host refused to reboot VM 'alpha': "
                              "OTHER_OPERATION_IN_PROGRESS VM")
-    # The session ran out: the middleware signs the user out, as for the pages
+    # The session ran out: the middleware signs the user out; a script's request (the
+    # page's fetch) gets 401 and where to sign in again (api.js goes there)
     host.raise_now = XapiError("SESSION_INVALID", ["OpaqueRef:x"])
     gone = await gw.client.post(f"/vms/{VM.uuid}/power/reboot", headers=headers,
                                 allow_redirects=False)
-    assert gone.status == 303 and gone.headers["Location"] == "/login"
+    assert gone.status == 401 and (await gone.json())["signin"] == "/login"
+    assert (await gw.client.get("/vms", allow_redirects=False)).status == 303  # signed out
 
 
 async def test_token_errors_say_whether_to_retry(gw: Gw) -> None:

@@ -156,13 +156,12 @@ def log_to_stderr() -> None:
 
 async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_dir: Path,
                 password: DemoPassword, hosts: int) -> None:
-    from aiohttp import web
-
     from ..errors import NetworkError
     from ..settings import HostSettings
     from ..sim import SimConfig, serve
     from ..web import GatewayConfig, create_app, shrink_tls_read_buffers
     from ..web.gateway import GATEWAY
+    from ..web.limits import start_gateway
     from ..web.startup import plain_http_warning
 
     try:
@@ -181,11 +180,8 @@ async def _demo(sim_listen: tuple[str, int], web_listen: tuple[str, int], state_
                                 fingerprint=host.fingerprint, interactive=False)
         shrink_tls_read_buffers()  # process-wide, so an explicit step (see web.tuning)
         app = create_app(GatewayConfig(host_settings=settings))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-        await runner.setup()
-        site = web.TCPSite(runner, web_listen[0], web_listen[1])
         try:
-            await site.start()
+            runner = await start_gateway(app, web_listen[0], web_listen[1])
         except OSError as exc:
             raise NetworkError(f"cannot listen on --web-listen {format_hostport(*web_listen)}: "
                                f"{exc.strerror or exc}") from exc

@@ -35,6 +35,7 @@ def _password(given: str | None) -> tuple[str, str]:
 def _config(
     listen: str | None, state_dir: Path, user: str, password: str, inventory: Path | None,
     header_timeout: float, member_listen: str | None = None, hosts: int | None = None,
+    auth_fail_delay: float = 0.0,
 ) -> object:
     from ..address import parse_hostport
     from ..sim import HttpLimits, SimConfig
@@ -45,7 +46,7 @@ def _config(
         state_dir=state_dir.expanduser(), password=password, listen_host=host,
         listen_port=port, user=user, inventory=inventory,
         limits=HttpLimits(head_timeout=header_timeout), member_listen=member,
-        hosts=hosts, listen_from_inventory=listen is None,
+        hosts=hosts, listen_from_inventory=listen is None, auth_fail_delay=auth_fail_delay,
     )
 
 
@@ -104,6 +105,9 @@ def register(app: typer.Typer) -> None:
         member_listen: Annotated[str | None, typer.Option(
             metavar="HOST:PORT", show_default=False,
             help="where the first pool member listens (implies --hosts 2 or more)")] = None,
+        auth_fail_delay: Annotated[float, typer.Option(
+            metavar="SECONDS", min=0,
+            help="Answer a refused login this late, as PAM's pam_faildelay does")] = 0.0,
     ) -> None:
         """Run the simulated XenServer host or pool (XenAPI + /console over HTTPS)."""
         import logging
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
         _check_state_dir(state_dir.expanduser())
         pw, source = _password(password)
         config = _config(listen, state_dir, user, pw, inventory, header_timeout, member_listen,
-                         hosts)
+                         hosts, auth_fail_delay)
         assert isinstance(config, SimConfig)
         if listen is not None:  # a busy port is refused (1), like proxy's and serve's
             check_can_listen(config.listen_host, config.listen_port)

@@ -67,22 +67,17 @@ async def check_or_warn(settings: HostSettings, timeout: float, start_anyway: bo
 
 async def serve(config: GatewayConfig, listen: tuple[str, int], tls: ssl.SSLContext | None,
                 *, check_timeout: float = 10.0, start_anyway: bool = False) -> None:
-    from aiohttp import web
-
     from ..errors import NetworkError
     from ..web import create_app, shrink_tls_read_buffers
+    from ..web.limits import start_gateway
     from ..web.startup import plain_http_warning
 
     await check_or_warn(config.host_settings, check_timeout, start_anyway)
     shrink_tls_read_buffers()  # process-wide, so an explicit step (see web.tuning)
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     try:
-        await site.start()
+        runner = await start_gateway(app, listen[0], listen[1], tls)
     except OSError as exc:
-        await runner.cleanup()
         raise NetworkError(f"cannot listen on {format_hostport(*listen)}: "
                            f"{exc.strerror or exc}") from exc
     stop = asyncio.Event()
@@ -172,6 +167,33 @@ def register(app: typer.Typer) -> None:
             = False,
         timeout: Annotated[float, typer.Option(
             min=0.1, help="Seconds per network step of the start check.")] = 10.0,
+        head_timeout: Annotated[float, typer.Option(
+            min=1, help="A request head must arrive within this many seconds of the "
+                        "connection or the previous answer (idle keep-alive connections "
+                        "close then too).", rich_help_panel="Limits")] = 15.0,
+        body_timeout: Annotated[float, typer.Option(
+            min=1, help="A request body must arrive within this many seconds (408).",
+            rich_help_panel="Limits")] = 30.0,
+        max_connections: Annotated[int, typer.Option(
+            min=8, help="Open connections in all (kept below what the open-files limit, "
+                        "raised to its hard limit at start, can hold); others get 503.",
+            rich_help_panel="Limits")] = 4096,
+        max_connections_per_address: Annotated[int, typer.Option(
+            min=1, help="Open connections per client address (behind a reverse proxy "
+                        "all come from its address: raise this).",
+            rich_help_panel="Limits")] = 256,
+        signins_in_flight: Annotated[int, typer.Option(
+            min=1, help="Sign-ins at the host at once, in all (their own threads).",
+            rich_help_panel="Limits")] = 4,
+        signins_per_address: Annotated[int, typer.Option(
+            min=1, help="Sign-ins at the host at once per client address.",
+            rich_help_panel="Limits")] = 2,
+        xapi_threads: Annotated[int, typer.Option(
+            min=1, help="Threads for signed-in users' XenAPI calls.",
+            rich_help_panel="Limits")] = 16,
+        xapi_timeout: Annotated[float, typer.Option(
+            min=1, help="Deadline of each XenAPI call, connecting included.",
+            rich_help_panel="Limits")] = 30.0,
     ) -> None:
         """Web console gateway: sign in with a host account, list VMs, open consoles.
 
@@ -196,6 +218,11 @@ def register(app: typer.Typer) -> None:
             max_consoles_per_user=max_consoles_per_user, max_consoles_total=max_consoles,
             max_logins_per_user=max_logins_per_user, console_idle_timeout=idle_timeout,
             session_idle=session_idle, thumbnails=thumbnails, assets_dir=assets,
+            head_timeout=head_timeout, body_timeout=body_timeout,
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
+            signins_in_flight=signins_in_flight, signins_per_address=signins_per_address,
+            xapi_threads=xapi_threads, xapi_timeout=xapi_timeout,
         )
         asyncio.run(serve(config, address, tls, check_timeout=timeout,
                           start_anyway=start_anyway))

@@ -153,7 +153,8 @@ async def _session(session: XapiSession, console: ConsoleInfo, keyboard: Keyboar
     # The tunnel (TLS) cannot be half-closed: after stdin's EOF it stays open for the
     # host's output for ``linger`` seconds.
     terminal = TerminalEnd(keyboard, out)
-    host = TransportEnd.adopt(tunnel.transport, "host", keep_open=True)
+    host = TransportEnd("host", keep_open=True)
+    first = tunnel.take(host)
     detached = False
 
     def typed(data: bytes) -> bytes:
@@ -166,7 +167,7 @@ async def _session(session: XapiSession, console: ConsoleInfo, keyboard: Keyboar
         return data[:cut]
 
     relay = Relay(terminal, host, a_to_b=typed, grace=linger)
-    relay.send("a", tunnel.first)
+    relay.send("a", first)
     result = await relay.run()
     quiet = asyncio.get_running_loop().time() - terminal.last_input
     if detached:

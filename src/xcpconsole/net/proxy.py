@@ -24,7 +24,7 @@ from ..address import format_hostport
 from ..errors import XcpConsoleError
 from ..relay import Filter, Relay, TransportEnd
 from ..rfb.shareflag import ShareFlagRewriter
-from .tunnel import DEFAULT_BUFSIZE, open_console
+from .tunnel import DEFAULT_BUFSIZE, Tunnel, open_console
 
 if TYPE_CHECKING:
     from ..xapi import ConsoleInfo, XapiSession
@@ -64,11 +64,12 @@ class _Link:
         peer = local.get_extra_info("peername")
         try:
             try:
-                transport, first = await self.proxy.open()
+                tunnel = await self.proxy.open()
             except XcpConsoleError as exc:
                 self.proxy.report(f"connection from {_addr(peer)}: {exc}")
                 return
-            remote = TransportEnd.adopt(transport, "tunnel", high_water=self.proxy.bufsize)
+            remote = TransportEnd("tunnel", high_water=self.proxy.bufsize)
+            first = tunnel.take(remote)
             if local.is_closing():
                 remote.abort()
                 return
@@ -134,13 +135,13 @@ class ConsoleProxy:
         self._server: asyncio.Server | None = None
         self._first_done: asyncio.Future[None] | None = None
 
-    async def open(self) -> tuple[asyncio.Transport, bytes]:
+    async def open(self) -> Tunnel:
         """A tunnel to wherever the VM runs now (after a reboot or a migration the console
         is looked up again, and later viewers go straight to its new host)."""
         tunnel = await open_console(self.session, self.console, timeout=self.timeout,
                                     notice=self.report)
         self.console = tunnel.console
-        return tunnel.transport, tunnel.first
+        return tunnel
 
     async def start(self, host: str = "127.0.0.1", port: int = 5900, *,
                     once: bool = False) -> tuple[str, int]:

@@ -8,8 +8,9 @@ timeout).  A 200 turns the connection into the console's byte stream; bytes
 that arrived together with the head are its first bytes and are not lost.
 
 Two shapes for callers: :func:`open_tunnel` gives asyncio streams (RFB client,
-web gateway); :func:`connect_console` gives the bare transport with reading
-paused, for relays that plug in their own protocol (the proxy).
+web gateway); :func:`open_console` gives a :class:`Tunnel` whose transport
+:meth:`Tunnel.take` hands, reading paused, to a relay's own protocol (the proxy,
+attach; :func:`connect_console` does both).
 """
 
 from __future__ import annotations
@@ -75,12 +76,22 @@ def console_target(location: str, default: tuple[str, int] | None = None
 
 
 class _ReplyHeadProtocol(asyncio.Protocol):
-    """Collects the reply head; pauses reading as soon as it is complete."""
+    """Collects the reply head; pauses reading as soon as it is complete.
+
+    What arrives after the head and before :meth:`Tunnel.take` hands the transport on
+    is kept: more bytes, and the host's close.  asyncio's TLS delivers a close_notify
+    read together with the reply in the same call, even with reading paused, and never
+    again to the next protocol: a host that answers ``200 OK`` and closes (xapi, when
+    the backend is gone) would otherwise leave the console open for ever.
+    """
 
     def __init__(self, max_head: int) -> None:
         self.parser = ConnectReplyParser(max_head)
         self.done: asyncio.Future[ConnectReply] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
+        self.late = bytearray()
+        #: after the head: ("eof", None) and/or ("lost", exc), in the order they came
+        self.ended: list[tuple[str, Exception | None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (asyncio's or uvloop's, which do not subclass asyncio.Transport)
@@ -95,6 +106,7 @@ class _ReplyHeadProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
+            self.late += data
             return
         try:
             reply = self.parser.feed(data)
@@ -107,6 +119,9 @@ class _ReplyHeadProtocol(asyncio.Protocol):
             self.done.set_result(reply)
 
     def eof_received(self) -> bool | None:
+        if self.done.done():
+            self.ended.append(("eof", None))
+            return None
         try:
             self.parser.feed(b"")
         except XcpConsoleError as exc:
@@ -117,6 +132,8 @@ class _ReplyHeadProtocol(asyncio.Protocol):
         if not self.done.done():
             self.done.set_exception(TunnelError("the host closed the console connection "
                                                 "before replying"))
+        else:
+            self.ended.append(("lost", exc))
 
 
 _CONNECTED_USERS = re.compile(r"Users? '([^<]{1,400}?)' (?:is|are) currently connected")
@@ -143,7 +160,7 @@ def _status_error(reply: ConnectReply, host: str) -> TunnelError:
 
 async def _connect_once(session: XapiSession, console: ConsoleInfo, timeout: float,
                         max_head: int, refresh_trust: bool = False
-                        ) -> tuple[asyncio.Transport, ConnectReply]:
+                        ) -> tuple[asyncio.Transport, ConnectReply, _ReplyHeadProtocol]:
     settings = session.settings
     host, port, target = console_target(console.location, split_url(settings.url))
     # The host serving the console (a pool member) is trusted because the master, which
@@ -165,17 +182,41 @@ async def _connect_once(session: XapiSession, console: ConsoleInfo, timeout: flo
     except BaseException:
         transport.abort()
         raise
-    return transport, reply
+    return transport, reply, proto
 
 
 @dataclass(frozen=True)
 class Tunnel:
-    """An open tunnel: its transport (reading paused), the first console bytes that came
-    with the reply, and the console it reached (looked up again if the VM moved)."""
+    """An open tunnel: its transport (reading paused) and the console it reached (looked
+    up again if the VM moved).  Hand it to the protocol that reads it with :meth:`take`."""
 
     transport: asyncio.Transport
-    first: bytes
     console: ConsoleInfo
+    _head: _ReplyHeadProtocol
+
+    def take(self, protocol: asyncio.BaseProtocol) -> bytes:
+        """Make ``protocol`` the tunnel's protocol; returns the first console bytes (they
+        came with the reply), which the caller hands on before it next awaits.
+
+        A close that came with the reply reaches ``protocol`` on the next loop turn,
+        after those bytes; reading stays paused (the caller resumes it)."""
+        head = self._head
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        first = head.done.result().leftover + bytes(head.late)
+        head.late.clear()
+        if head.ended:
+            asyncio.get_running_loop().call_soon(_replay, protocol, list(head.ended))
+            head.ended.clear()
+        return first
+
+
+def _replay(protocol: asyncio.BaseProtocol, ended: list[tuple[str, Exception | None]]) -> None:
+    for what, exc in ended:
+        if what == "eof" and isinstance(protocol, asyncio.Protocol):
+            protocol.eof_received()
+        elif what == "lost":
+            protocol.connection_lost(exc)
 
 
 async def open_console(session: XapiSession, console: ConsoleInfo, *,
@@ -193,8 +234,8 @@ async def open_console(session: XapiSession, console: ConsoleInfo, *,
     while True:
         host = console_target(console.location)[0]
         try:
-            transport, reply = await _connect_once(session, console, timeout, max_head,
-                                                   refresh_trust=refreshed)
+            transport, reply, head = await _connect_once(session, console, timeout, max_head,
+                                                         refresh_trust=refreshed)
         except TrustError:
             if refreshed:
                 raise
@@ -202,7 +243,7 @@ async def open_console(session: XapiSession, console: ConsoleInfo, *,
             continue
         if reply.status == 200:
             log.debug("tunnel to %s/%s open", console.vm_name_label, console.protocol)
-            return Tunnel(transport, reply.leftover, console)
+            return Tunnel(transport, console, head)
         transport.abort()
         if reply.status == 401 and not relogged:
             log.info("console request refused with 401; logging in again")
@@ -224,15 +265,13 @@ async def open_console(session: XapiSession, console: ConsoleInfo, *,
         raise _status_error(reply, host)
 
 
-async def connect_console(session: XapiSession, console: ConsoleInfo, *,
-                          timeout: float = 10.0, max_head: int = DEFAULT_MAX_HEAD
+async def connect_console(session: XapiSession, console: ConsoleInfo, protocol: asyncio.Protocol,
+                          *, timeout: float = 10.0, max_head: int = DEFAULT_MAX_HEAD
                           ) -> tuple[asyncio.Transport, bytes]:
-    """:func:`open_console` as (transport with reading paused, first console bytes).
-
-    The caller must ``set_protocol`` and ``resume_reading``.
-    """
+    """:func:`open_console`, handed to ``protocol``: (transport with reading paused, first
+    console bytes).  The caller hands the bytes on, then resumes reading."""
     tunnel = await open_console(session, console, timeout=timeout, max_head=max_head)
-    return tunnel.transport, tunnel.first
+    return tunnel.transport, tunnel.take(protocol)
 
 
 async def open_tunnel(session: XapiSession, console: ConsoleInfo, *, timeout: float = 10.0,
@@ -242,12 +281,10 @@ async def open_tunnel(session: XapiSession, console: ConsoleInfo, *, timeout: fl
     """Open the console tunnel as asyncio streams (first bytes included)."""
     loop = asyncio.get_running_loop()
     tunnel = await open_console(session, console, timeout=timeout, notice=notice)
-    transport, leftover = tunnel.transport, tunnel.first
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport.set_protocol(protocol)
-    protocol.connection_made(transport)
-    if leftover:
-        reader.feed_data(leftover)
-    transport.resume_reading()
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+    first = tunnel.take(protocol)
+    if first:
+        reader.feed_data(first)
+    tunnel.transport.resume_reading()
+    return reader, asyncio.StreamWriter(tunnel.transport, protocol, reader, loop)

@@ -71,6 +71,8 @@ class SimConfig:
     hosts: int | None = None
     #: ``--listen`` was not given: the master's ``[[hosts]]`` entry may say where it listens.
     listen_from_inventory: bool = False
+    #: a refused login answers after this many seconds (PAM's ``pam_faildelay``)
+    auth_fail_delay: float = 0.0
 
 
 class BackendSet:
@@ -335,7 +337,8 @@ async def serve(config: SimConfig) -> SimHost:
         add_host_certificate(model, host, listener.cert)
         listener.endpoint = ConsoleEndpoint(model, backends.socket_for, host_ref=host.ref)
         dispatcher = XenApiDispatcher(
-            model, backends, slave_of=pool.slave_of(host), pool=pool, power_lock=lock)
+            model, backends, slave_of=pool.slave_of(host), pool=pool, power_lock=lock,
+            auth_fail_delay=config.auth_fail_delay)
         listener.front.append(HttpFrontEnd(config.limits, dispatcher, listener.endpoint))
     running = [vm for vm in model.vms.values() if vm.consoles]
     results = await asyncio.gather(

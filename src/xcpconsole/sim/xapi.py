@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import xmlrpc.client
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -31,6 +33,11 @@ from .xapi_pool import (
     pool_methods,
 )
 
+log = logging.getLogger("xcpconsole.sim.xapi")
+
+#: Characters XML 1.0 cannot carry at all, not even as references (a VM name with an ESC
+#: in it would make the whole reply unparsable): sent as U+FFFD, like a lossy decoder.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 class PowerControl(Protocol):
     """What the dispatcher asks of the server around power transitions."""
@@ -105,10 +112,11 @@ class XenApiDispatcher:
     def __init__(
         self, model: SimModel, power: PowerControl, *, master_address: str | None = None,
         slave_of: Callable[[], str | None] | None = None, pool: PoolControl | None = None,
-        power_lock: asyncio.Lock | None = None,
+        power_lock: asyncio.Lock | None = None, auth_fail_delay: float = 0.0,
     ) -> None:
         self.model = model
         self.power = power
+        self._auth_fail_delay = auth_fail_delay
         self._slave_of = slave_of if slave_of is not None else (lambda: master_address)
         self._methods: dict[str, tuple[int, Handler]] = {}
         # one power transition at a time, like a task queue
@@ -138,7 +146,8 @@ class XenApiDispatcher:
             reply: dict[str, Any] = {"Status": "Success", "Value": _to_xmlrpc(value)}
         except XapiError as exc:
             reply = {"Status": "Failure", "ErrorDescription": [exc.code, *exc.params]}
-        return xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=False).encode()
+        text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=False)
+        return _XML_ILLEGAL.sub("\ufffd", text).encode()
 
     async def handle_jsonrpc(self, body: bytes) -> bytes:
         """Answer one JSON-RPC (v1 or v2) request body."""
@@ -265,7 +274,14 @@ class XenApiDispatcher:
         async def login(p: list[Any]) -> str:
             user, pwd = str(p[0]), str(p[1])
             originator = str(p[3]) if len(p) > 3 else ""
-            return m.login(user, pwd, originator)
+            try:
+                return m.login(user, pwd, originator)
+            except XapiError as exc:
+                if exc.code == "SESSION_AUTHENTICATION_FAILED":
+                    # xapi logs each refused login; PAM answers it late (pam_faildelay)
+                    log.info("login refused for user %s", ascii(user[:64]))
+                    await asyncio.sleep(self._auth_fail_delay)
+                raise
 
         async def logout(p: list[Any]) -> str:
             m.logout(p[0])

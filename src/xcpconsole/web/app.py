@@ -19,7 +19,7 @@ from . import logs
 from .assets import find_assets_dir
 from .backend import Backend, default_backend
 from .config import GatewayConfig
-from .gateway import GATEWAY, Gateway, gateway_lifetime
+from .gateway import GATEWAY, Gateway, close_consoles, gateway_lifetime
 from .middleware import guard
 from .routes import setup_routes
 
@@ -37,4 +37,5 @@ def create_app(config: GatewayConfig, backend: Backend | None = None, *,
     app[GATEWAY] = Gateway(config, backend or default_backend(config), clock=clock)
     setup_routes(app, assets)
     app.cleanup_ctx.append(gateway_lifetime)
+    app.on_shutdown.append(close_consoles)
     return app

@@ -35,12 +35,27 @@ class Backend:
     open_tunnel: Callable[[HostSession, HostConsole], Awaitable[Streams]]
     make_settings: Callable[[str, str], HostSettings]  # (user, password) for one sign-in
     capture: Callable[[HostSession, str], Awaitable[bytes]] | None = None  # thumbnail PNG
+    close: Callable[[], None] | None = None  # at shutdown (the thread pools)
 
 
 def default_backend(config: GatewayConfig) -> Backend:
-    """The real client library: XenAPI sessions, ``/console`` tunnels, VNC screenshots."""
+    """The real client library: XenAPI sessions, ``/console`` tunnels, VNC screenshots.
+
+    The SDK blocks a thread per call: signed-in users' calls get a bounded pool of
+    their own, and sign-ins (unauthenticated, at most ``signins_in_flight`` at once:
+    :mod:`.signin`) another, so a flood of sign-ins or a slow host answering them
+    cannot starve the signed-in users.  Every call has a deadline (``xapi_timeout``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..net.tunnel import open_tunnel
     from ..xapi import XapiSession
+
+    calls = ThreadPoolExecutor(config.xapi_threads, thread_name_prefix="xapi-call")
+    signins = ThreadPoolExecutor(config.signins_in_flight, thread_name_prefix="xapi-signin")
+
+    def close() -> None:
+        for pool in (calls, signins):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def real(xapi: HostSession, console: HostConsole) -> tuple[XapiSession, ConsoleInfo]:
         # Only sessions made by XapiSession.login below reach this backend.
@@ -57,7 +72,8 @@ def default_backend(config: GatewayConfig) -> Backend:
         from .thumbnails import scale_png
 
         console = await xapi.find_console(vm_uuid, "rfb")
-        client = await open_vnc(await tunnel(xapi, console), timeout=8.0)
+        client = await open_vnc(await tunnel(xapi, console), timeout=8.0,
+                                max_pixels=config.thumbnail_max_pixels)
         try:
             rgb = await client.screenshot()
         finally:
@@ -65,7 +81,8 @@ def default_backend(config: GatewayConfig) -> Backend:
         return await asyncio.to_thread(scale_png, rgb)
 
     async def login(settings: HostSettings) -> HostSession:
-        xapi = await XapiSession.login(settings)
+        xapi = await XapiSession.login(settings, timeout=config.xapi_timeout, executor=calls,
+                                       login_executor=signins)
         try:
             # What the master says of each host's certificate, read now: after a master
             # change the old master answers nothing but HOST_IS_SLAVE, and the signed-in
@@ -76,4 +93,4 @@ def default_backend(config: GatewayConfig) -> Backend:
         return xapi
 
     return Backend(login=login, open_tunnel=tunnel,
-                   make_settings=make_settings, capture=capture)
+                   make_settings=make_settings, capture=capture, close=close)

@@ -41,6 +41,8 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_TOO_BIG = 1009
 CLOSE_PROTOCOL = 1011
 CLOSE_IDLE = 4000
+CLOSE_GOING_AWAY = 1001  # the gateway is shutting down: the page reconnects
+GOING_AWAY = "gateway shutting down"
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class ConsoleBridge:
         exc = result.error
         if result.reason == "idle timeout":
             self.close_code, self.close_reason = CLOSE_IDLE, "idle timeout"
+        elif result.reason == GOING_AWAY:
+            self.close_code, self.close_reason = CLOSE_GOING_AWAY, GOING_AWAY
         elif isinstance(exc, XcpConsoleError):
             log.info("%s: closing: %s", self._label, exc)
             self.close_code, self.close_reason = CLOSE_PROTOCOL, "console stream error"
@@ -227,6 +231,11 @@ class ConsoleBridge:
             with contextlib.suppress(Exception):
                 await self._ws.close(code=self.close_code,
                                      message=self.close_reason.encode()[:120])
+
+    def going_away(self) -> None:
+        """End the console with a WebSocket close 1001 (SIGTERM, a rolling restart)."""
+        if self._relay is not None:
+            self._relay.close(GOING_AWAY)
 
     def _from_browser(self, data: bytes) -> bytes:
         """The upstream filter: frame the browser's bytes, answer its XVP requests."""

@@ -27,6 +27,23 @@ class GatewayConfig:
     max_frame: int = (1 << 20) + 64  # largest browser->gateway WebSocket message
     login_free_failures: int = 2
     login_backoff: float = 1.0
+    #: sign-ins at the host at once, in all and per client address (web/signin.py);
+    #: ``signins_in_flight`` is also the size of the sign-ins' own thread pool
+    signins_in_flight: int = 4
+    signins_per_address: int = 2
+    #: threads for the signed-in users' XenAPI calls, and each call's deadline
+    xapi_threads: int = 16
+    xapi_timeout: float = 30.0
+    #: slow clients (web/limits.py): a request head must arrive within ``head_timeout``
+    #: of the connection or the previous answer (idle keep-alive connections close then
+    #: too), a body within ``body_timeout``; connections in all and per client address
+    head_timeout: float = 15.0
+    body_timeout: float = 30.0
+    max_connections: int = 4096
+    max_connections_per_address: int = 256
     thumbnails: bool = True
     thumbnail_max_age: float = 15.0
+    #: the largest console a thumbnail is taken of (its frame buffer is held in memory:
+    #: 2560x1600 is 12 MB; a console may otherwise be up to 8192x8192, 200 MB)
+    thumbnail_max_pixels: int = 2560 * 1600
     assets_dir: Path | None = None  # node_modules; None = search the source tree

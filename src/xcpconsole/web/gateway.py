@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -35,6 +36,15 @@ from .thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
+#: how long open consoles get to send their close at shutdown
+CLOSE_GRACE = 5.0
+
+
+class OpenConsole(Protocol):
+    """An open console (a :class:`.bridge.ConsoleBridge`), as shutdown sees it."""
+
+    def going_away(self) -> None: ...
+
 
 @dataclass
 class Gateway:
@@ -50,6 +60,7 @@ class Gateway:
     thumbnails: ThumbnailCache | None = field(init=False, default=None)
     consoles_total: int = 0
     consoles_by_user: dict[str, int] = field(default_factory=dict)
+    open_consoles: set[OpenConsole] = field(default_factory=set)
     #: one-time sign-in links (``xcpconsole demo``): code -> (user, password, expiry)
     sign_in_codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
@@ -57,7 +68,9 @@ class Gateway:
         c = self.config
         self.sessions = SessionStore(idle=c.session_idle, lifetime=c.session_lifetime,
                                      max_per_user=c.max_logins_per_user)
-        self.signins = SignInBudget(free=c.login_free_failures, base=c.login_backoff)
+        self.signins = SignInBudget(free=c.login_free_failures, base=c.login_backoff,
+                                    per_address=c.signins_per_address,
+                                    total=c.signins_in_flight)
         self.tokens = TokenStore(ttl=c.token_ttl)
         if c.thumbnails and self.backend.capture is not None:
             self.thumbnails = ThumbnailCache(self.backend.capture, max_age=c.thumbnail_max_age,
@@ -128,6 +141,21 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+async def close_consoles(app: web.Application) -> None:
+    """``on_shutdown`` (before aiohttp cancels the handlers): every open console closes
+    its WebSocket with 1001, so the pages know to reconnect, within ``CLOSE_GRACE``."""
+    gw = app[GATEWAY]
+    if not gw.open_consoles:
+        return
+    log.info("closing %d open consoles", len(gw.open_consoles))
+    for console in list(gw.open_consoles):
+        console.going_away()
+    loop = asyncio.get_running_loop()
+    until = loop.time() + CLOSE_GRACE
+    while gw.open_consoles and loop.time() < until:
+        await asyncio.sleep(0.05)
+
+
 async def gateway_lifetime(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: the reaper and thumbnail tasks; on shutdown, sign everybody out."""
     gw = app[GATEWAY]
@@ -142,3 +170,5 @@ async def gateway_lifetime(app: web.Application) -> AsyncIterator[None]:
         await gw.thumbnails.stop()
     for sess in list(gw.sessions):
         await gw.end_session(sess)
+    if gw.backend.close is not None:
+        gw.backend.close()

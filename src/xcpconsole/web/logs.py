@@ -4,7 +4,9 @@ aiohttp logs every malformed request (a bad request line, an oversized header, b
 that are not HTTP) with a traceback at ERROR: ~700 bytes per garbage request, which an
 attacker turns into disk use.  :class:`MalformedRequests` makes that one INFO line
 naming the peer and the parser's reason, and lets at most ``per_second`` of them through,
-counting the rest in the next line that passes.
+counting the rest in the next line that passes.  When the process is out of file
+descriptors, asyncio logs each failed ``accept()`` with a traceback, thousands a
+second; :class:`AcceptFailures` makes that one WARNING line every ``every`` seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["MalformedRequests", "install"]
+__all__ = ["AcceptFailures", "MalformedRequests", "install"]
 
 
 class MalformedRequests(logging.Filter):
@@ -49,8 +51,36 @@ class MalformedRequests(logging.Filter):
         return True
 
 
+class AcceptFailures(logging.Filter):
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        super().__init__()
+        self.every = every
+        self._clock = clock
+        self._last = -every
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "socket.accept() out of system resource" not in str(record.msg):
+            return True
+        now = self._clock()
+        if now - self._last < self.every:
+            self._dropped += 1
+            return False
+        self._last = now
+        exc = record.exc_info[1] if record.exc_info else None
+        more = f"; {self._dropped} more since the last line" if self._dropped else ""
+        self._dropped = 0
+        record.msg = "cannot accept connections: %s (out of file descriptors?)%s"
+        record.args = (exc or "accept failed", more)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def install() -> None:
-    """Put the filter on aiohttp's server logger once (every app shares the logger)."""
-    logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
-        logger.addFilter(MalformedRequests())
+    """Put the filters on aiohttp's and asyncio's loggers once (every app shares them)."""
+    for name, kind in (("aiohttp.server", MalformedRequests), ("asyncio", AcceptFailures)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())

@@ -6,9 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import XapiError, XcpConsoleError
+from ..errors import SessionEndedError, XapiError, XcpConsoleError
 from .gateway import GATEWAY
-from .views.common import error_page
+from .limits import read_body
+from .views.common import ENDED, error_page
 
 #: Our pages load scripts and styles only from us; nothing may frame them.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -63,19 +64,26 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         _secure(refused)
         return refused
     try:
+        await read_body(request, gw.config.body_timeout)  # before a handler waits on it
         resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status not in _PAGES:
             _secure(exc)
             raise
         resp = _error_answer(request, exc)
-    except XapiError as exc:
-        if exc.code != "SESSION_INVALID":
+    except (XapiError, SessionEndedError) as exc:
+        if isinstance(exc, XapiError) and exc.code != "SESSION_INVALID":
             raise
+        # The host ended the session for good (and, for SessionEndedError, refused the
+        # saved password): sign the user out now, not a 502 on every poll.
         sess = gw.session_of(request)
         if sess is not None:
             await gw.end_session(sess)
-        again = web.HTTPSeeOther("/login")
+        if _wants_json(request):
+            gone = web.json_response({"error": ENDED, "signin": "/login"}, status=401)
+            _secure(gone)
+            return gone
+        again = web.HTTPSeeOther("/login?ended=1")
         _secure(again)
         raise again from None
     except XcpConsoleError as exc:

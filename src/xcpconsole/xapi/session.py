@@ -5,15 +5,21 @@ against, and it already re-logs in and retries when the host says
 ``SESSION_INVALID`` (up to three times, with the remembered credentials).
 We add: our TLS trust (:class:`~xcpconsole.xapi.transport.TrustedTransport`, so
 the password leaves only after the certificate passed), calls in a worker
-thread (``asyncio.to_thread``; one at a time, the SDK shares one HTTP
-connection), ``HOST_IS_SLAVE`` -> retry on the pool master, failures mapped to
-:mod:`xcpconsole.errors`, and lookups by name or uuid.  The session id is
+thread (the loop's default executor or one given, e.g. the gateway's bounded
+pool; one at a time, the SDK shares one HTTP connection) with a deadline for the
+whole call (DNS and connect included: a host that drips bytes cannot hold a call
+longer; its connection is shut down), ``HOST_IS_SLAVE`` -> retry on the pool
+master, failures mapped to :mod:`xcpconsole.errors`, and lookups by name or
+uuid.  When the host ends the session and refuses the saved credentials at the
+SDK's re-login, the session stops (:class:`~xcpconsole.errors.SessionEndedError`)
+instead of trying the old password again on every call.  The session id is
 only ever sent to the host: not in ``repr``, logs or error messages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import http.client
@@ -23,8 +29,9 @@ import ssl
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
@@ -35,6 +42,7 @@ from ..errors import (
     NetworkError,
     NotFoundError,
     ProtocolError,
+    SessionEndedError,
     TunnelError,
     XapiError,
     XcpConsoleError,
@@ -51,6 +59,8 @@ log = logging.getLogger("xcpconsole.xapi")
 ORIGINATOR = "xcpconsole"
 API_VERSION = "1.0"
 MAX_MASTER_HOPS = 3
+
+T = TypeVar("T")
 
 
 def _sdk() -> Any:
@@ -110,15 +120,47 @@ _DEAD_CONNECTION = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetErro
                     BrokenPipeError, http.client.RemoteDisconnected)
 
 
-class XapiSession:
-    """A logged-in XenAPI session; create with ``await XapiSession.login(settings)``."""
+def _shut(transport: Any) -> None:
+    """Shut down the socket a blocked SDK call waits on (from another thread): its
+    ``recv`` returns at once and the call ends with an error."""
+    conn = getattr(transport, "_connection", None)
+    sock = getattr(conn[1], "sock", None) if conn else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
-    def __init__(self, sdk_session: Any, settings: HostSettings, timeout: float = 60.0) -> None:
+
+async def _bounded(executor: concurrent.futures.Executor | None, fn: Callable[[], T],
+                   deadline: float, what: str, on_timeout: Callable[[], None]) -> T:
+    """``fn()`` in ``executor``, for at most ``deadline`` seconds in all (queueing for a
+    thread included); then ``on_timeout`` unblocks the thread and NetworkError."""
+    future = asyncio.get_running_loop().run_in_executor(executor, fn)
+    try:
+        return await asyncio.wait_for(future, deadline)
+    except TimeoutError:
+        on_timeout()
+        raise NetworkError(f"timed out: the host did not answer {what} within {deadline:g} s"
+                           ) from None
+
+
+class XapiSession:
+    """A logged-in XenAPI session; create with ``await XapiSession.login(settings)``.
+
+    ``timeout`` bounds each network step and each call as a whole; ``executor`` runs
+    the SDK's blocking calls (None: the event loop's default executor)."""
+
+    def __init__(self, sdk_session: Any, settings: HostSettings, timeout: float = 60.0,
+                 executor: concurrent.futures.Executor | None = None) -> None:
         self._sdk = sdk_session
         self.settings = settings
         self._timeout = timeout
+        self._executor = executor
         self._lock = threading.Lock()
         self._closed = False
+        #: set once the host refused the saved credentials; every call raises it
+        self._ended: SessionEndedError | None = None
+        #: a call was abandoned at its deadline: its connection is not to be reused
+        self._stale = False
         self._hosts: tuple[float, list[HostInfo]] | None = None
         self._expiry_warned: set[str] = set()
 
@@ -135,20 +177,42 @@ class XapiSession:
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
-    async def login(cls, settings: HostSettings, *, timeout: float = 60.0) -> XapiSession:
+    async def login(cls, settings: HostSettings, *, timeout: float = 60.0,
+                    executor: concurrent.futures.Executor | None = None,
+                    login_executor: concurrent.futures.Executor | None = None
+                    ) -> XapiSession:
         """Log in (following HOST_IS_SLAVE to the master); AuthError on bad credentials.
 
+        The session's calls run in ``executor``; the login itself in ``login_executor``
+        if given (the gateway keeps unauthenticated sign-ins off the signed-in users'
+        threads).
         ``timeout`` bounds each network step (connect, TLS handshake, each read) of the
-        login and of every later call.  A missing password is asked for
-        (``settings.password_prompt``) only once the certificate of the host passed."""
-        return await asyncio.to_thread(cls._login_sync, settings, timeout)
+        login and of every later call, and each call as a whole.  A missing password is
+        asked for (``settings.password_prompt``) only once the certificate of the host
+        passed (the deadline then starts after the answer)."""
+        transports: list[TrustedTransport] = []
+
+        def give_up() -> None:
+            for transport in transports:
+                _shut(transport)
+
+        runner = login_executor or executor
+        if not settings.password and settings.password_prompt is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                runner, cls._login_sync, settings, timeout, executor, transports)
+        return await _bounded(runner,
+                              lambda: cls._login_sync(settings, timeout, executor, transports),
+                              timeout, "the login", give_up)
 
     @classmethod
-    def _login_sync(cls, settings: HostSettings, timeout: float) -> XapiSession:
+    def _login_sync(cls, settings: HostSettings, timeout: float,
+                    executor: concurrent.futures.Executor | None,
+                    transports: list[TrustedTransport]) -> XapiSession:
         seen: list[str] = []
         while True:
             seen.append(settings.url)
             transport = TrustedTransport(settings, timeout)
+            transports.append(transport)
             sdk = _sdk().Session(settings.url, transport=transport)
             try:
                 if not settings.password and settings.password_prompt is not None:
@@ -177,19 +241,46 @@ class XapiSession:
             except BaseException as exc:
                 raise _map_error(exc, "login") from None
             log.info("logged in to %s as %s", settings.url, settings.user)
-            return cls(sdk, settings, timeout)
+            return cls(sdk, settings, timeout, executor)
 
     async def relogin(self) -> None:
-        """Log in again with the same credentials (after the host dropped the session)."""
+        """Log in again with the same credentials (after the host dropped the session).
+
+        On a fresh connection: the host that dropped the session (a restart) also dropped
+        the idle keep-alive one, and the first request on it would fail."""
         def run() -> None:
             with self._lock:
+                if self._ended is not None:
+                    raise self._ended
+                with contextlib.suppress(Exception):
+                    self._sdk.transport.close()
+                self._stale = False
                 try:
                     self._sdk.xenapi.login_with_password(
                         self.settings.user, self.settings.password, API_VERSION, ORIGINATOR)
                 except BaseException as exc:
-                    raise _map_error(exc, "login") from None
+                    error = _map_error(exc, "login")
+                    if type(error) is AuthError:
+                        raise self._end(error) from None
+                    raise error from None
 
-        await asyncio.to_thread(run)
+        await self._off_loop(run, "the login")
+
+    def _end(self, error: AuthError) -> SessionEndedError:
+        """The host refused the saved credentials: no more tries with them."""
+        self._ended = SessionEndedError(
+            f"the host ended the session and refused the saved credentials of "
+            f"{self.settings.user!r} ({error}); sign in again")
+        log.warning("the host refused the saved credentials of %r; not trying them again",
+                    self.settings.user)
+        return self._ended
+
+    async def _off_loop(self, fn: Callable[[], T], what: str) -> T:
+        def give_up() -> None:
+            self._stale = True
+            _shut(self._sdk.transport)
+
+        return await _bounded(self._executor, fn, self._timeout, what, give_up)
 
     async def logout(self) -> None:
         """Log out (errors ignored: the session may already be gone); idempotent."""
@@ -200,13 +291,14 @@ class XapiSession:
         def run() -> None:
             with self._lock:
                 try:
-                    self._sdk.xenapi.session.logout()
+                    if self._ended is None:
+                        self._sdk.xenapi.session.logout()
                 except Exception as exc:  # best effort: the session may be gone already
                     log.debug("logout failed: %s", type(exc).__name__)
                 with contextlib.suppress(Exception):
                     self._sdk.transport.close()
 
-        await asyncio.to_thread(run)
+        await self._off_loop(run, "the logout")
 
     async def __aenter__(self) -> XapiSession:
         return self
@@ -223,12 +315,21 @@ class XapiSession:
 
         def run() -> Any:
             with self._lock:
+                if self._ended is not None:
+                    raise self._ended
+                if self._stale:  # a call given up at its deadline left it half-read
+                    with contextlib.suppress(Exception):
+                        self._sdk.transport.close()
+                    self._stale = False
                 moved = False
                 for attempt in (1, 2, 3):
                     try:
                         return self._sdk.xenapi_request(method, tuple(args))
                     except _sdk().Failure as exc:
                         details = [str(d) for d in (exc.details or [""])]
+                        if details[0] == "SESSION_AUTHENTICATION_FAILED":
+                            # the SDK's own re-login after SESSION_INVALID was refused
+                            raise self._end(AuthError(redact(details[-1]))) from None
                         if details[0] != "HOST_IS_SLAVE" or len(details) < 2 or moved:
                             raise _map_error(exc, method) from None
                         moved = True  # the pool has a new master; the session lives on
@@ -246,7 +347,7 @@ class XapiSession:
             raise AssertionError("unreachable")
 
         log.debug("call %s", method)
-        return await asyncio.to_thread(run)
+        return await self._off_loop(run, method)
 
     def _follow_master(self, address: str) -> None:
         """Move this session to the pool's new master (``designate_new_master``): xapi
@@ -264,6 +365,7 @@ class XapiSession:
         old = self._sdk
         sdk = _sdk().Session(url, transport=TrustedTransport(self.settings, self._timeout,
                                                              vouched))
+        self._stale = False
         sdk._session = old._session
         sdk.last_login_method = getattr(old, "last_login_method", None)
         sdk.last_login_params = getattr(old, "last_login_params", None)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ...errors import SessionEndedError, XapiError
 from ..auth import WebSession
 from ..gateway import Gateway
 from ..pages import Markup, page, render
 
 PROTOCOLS = ("rfb", "vt100")
+
+#: What a user whose host session ended is told on the sign-in page.
+ENDED = ("The host ended your session and no longer accepts the password you signed in "
+         "with (it may have changed); please sign in again.")
 
 
 def html_page(gw: Gateway, title: str, body: Markup, sess: WebSession | None = None, *,
@@ -23,6 +28,13 @@ def error_page(gw: Gateway, sess: WebSession | None, status: int, heading: str,
                message: str) -> web.Response:
     return html_page(gw, heading, render("error.html", heading=heading, message=message),
                      sess, status=status)
+
+
+def session_lost(exc: BaseException) -> bool:
+    """The host ended the session for good: the middleware signs the user out, so the
+    views that turn host errors into pages or JSON re-raise these."""
+    return isinstance(exc, SessionEndedError) or (
+        isinstance(exc, XapiError) and exc.code == "SESSION_INVALID")
 
 
 def require_session(gw: Gateway, request: web.Request) -> WebSession:

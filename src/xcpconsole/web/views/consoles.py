@@ -27,7 +27,7 @@ from ..bridge import BridgeLimits, ConsoleBridge
 from ..gateway import GATEWAY, Gateway
 from ..host import HostConsole
 from ..pages import Markup, fragment, join, render
-from .common import PROTOCOLS, error_page, html_page, require_session
+from .common import PROTOCOLS, error_page, html_page, require_session, session_lost
 from .power import ACTIONS, actions_for, power_buttons, primary_buttons
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,11 @@ async def get_console(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     try:
         vm = await sess.xapi.find_vm(uuid)
-    except XcpConsoleError:
+    except XcpConsoleError as exc:
+        if session_lost(exc):
+            raise
+        vm = None
+    if vm is None or vm.is_control_domain:  # not offered in the list: not by URL either
         return error_page(gw, sess, 404, "No such VM", f"No VM {uuid} is visible to you.")
     base = f"/vms/{quote(vm.uuid)}"
     body = _console_page(protocol, uuid=vm.uuid, name=vm.name_label, csrf=sess.csrf,
@@ -103,7 +107,9 @@ async def _not_running(sess: WebSession, uuid: str, exc: TunnelError) -> web.Res
     would make it run, or a retry when it runs again by now."""
     try:
         vm = await sess.xapi.find_vm(uuid)
-    except XcpConsoleError:
+    except XcpConsoleError as lookup:
+        if session_lost(lookup):
+            raise
         vm = None
     if vm is None or vm.power_state == "Running":
         return _token_error(409, str(exc), "refused", permanent=False)
@@ -139,7 +145,7 @@ async def post_token(request: web.Request) -> web.StreamResponse:
         return _token_error(404, str(exc), "no-console", permanent=True)
     except TunnelError as exc:
         return await _not_running(sess, uuid, exc)
-    if console.vm_uuid != uuid:
+    if console.vm_uuid != uuid or (await sess.xapi.find_vm(uuid)).is_control_domain:
         return _token_error(404, "no such VM", "no-console", permanent=True)
     token = gw.tokens.issue(sess, uuid, protocol, gw.clock(), console)
     return web.json_response({
@@ -183,6 +189,10 @@ async def _serve_console(gw: Gateway, ws: web.WebSocketResponse, sess: WebSessio
         reader, writer = await gw.backend.open_tunnel(sess.xapi, console)
     except XcpConsoleError as exc:
         log.info("%s: cannot open console: %s", label, exc)
+        if session_lost(exc):  # signed out; the page reconnects, finds that, signs in
+            await gw.end_session(sess)
+            await ws.close(code=4401, message=b"signed out: sign in again")
+            return
         if len(sess.console_errors) < 64:
             sess.console_errors[(uuid, protocol)] = (getattr(exc, "status", None), str(exc))
         await ws.close(code=4404, message=str(exc).encode()[:120])
@@ -197,6 +207,10 @@ async def _serve_console(gw: Gateway, ws: web.WebSocketResponse, sess: WebSessio
     bridge = ConsoleBridge(ws, reader, writer, framer=framer, power=power, label=label,
                            limits=BridgeLimits(idle_timeout=gw.config.console_idle_timeout))
     log.info("%s: console open", label)
-    await bridge.run()
+    gw.open_consoles.add(bridge)
+    try:
+        await bridge.run()
+    finally:
+        gw.open_consoles.discard(bridge)
     log.info("%s: console closed (%s), %d bytes down, %d up", label, bridge.close_reason,
              bridge.bytes_down, bridge.bytes_up)

@@ -16,7 +16,7 @@ from ..gateway import GATEWAY, Gateway
 from ..host import HostSession
 from ..pages import Markup, fragment, render
 from ..signin import Refused
-from .common import html_page
+from .common import ENDED, html_page
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ async def get_login(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     if gw.session_of(request):
         raise web.HTTPSeeOther("/vms")
+    if request.query.get("ended") == "1":  # a fixed text: nothing of the query is shown
+        return login_page(gw, error=ENDED)
     return login_page(gw)
 
 
@@ -111,8 +113,14 @@ async def _signed_in(gw: Gateway, request: web.Request, user: str, xapi: HostSes
     for old in evicted:
         await gw.end_session(old)
     resp = web.HTTPSeeOther("/vms")
+    # Behind a TLS-terminating reverse proxy the request itself is plain HTTP, but the
+    # browser's Origin (checked by the middleware: ours or an --allowed-origin) says
+    # https; the cookie must then be Secure too.
+    https = request.secure or request.headers.get("Origin", "").startswith("https://") or (
+        bool(gw.config.allowed_origins)
+        and all(o.startswith("https://") for o in gw.config.allowed_origins))
     resp.set_cookie(COOKIE_NAME, gw.signer.sign(sess.sid), httponly=True,
-                    samesite="Strict", secure=request.secure, path="/")
+                    samesite="Strict", secure=https, path="/")
     return resp
 
 

@@ -26,6 +26,7 @@ from ...errors import AmbiguousError, AuthError, NotFoundError, XapiError, XcpCo
 from ...xapi.power import DEFAULT_TIMEOUT, POWER_ACTIONS, change_power
 from ..gateway import GATEWAY
 from ..pages import Markup, fragment, join
+from .common import session_lost
 
 if TYPE_CHECKING:
     from ...xapi import VmInfo, XapiSession
@@ -132,7 +133,7 @@ async def post_power(request: web.Request) -> web.StreamResponse:
                                     button.action, force=button.force,
                                     timeout=DEFAULT_TIMEOUT)
     except XcpConsoleError as exc:
-        if isinstance(exc, XapiError) and exc.code == "SESSION_INVALID":
+        if session_lost(exc):
             raise  # the middleware signs the user out
         log.info("%s: power %s -> %s", sess.user, what, exc)
         return _refusal(button, exc)

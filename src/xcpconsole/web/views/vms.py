@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ...errors import NotFoundError, XapiError, XcpConsoleError
+from ...errors import NotFoundError, XcpConsoleError
 from ..auth import WebSession
 from ..gateway import GATEWAY, Gateway
 from ..host import HostVm
 from ..pages import Markup, fragment, join, render
-from .common import PROTOCOLS, html_page, require_session
+from .common import PROTOCOLS, html_page, require_session, session_lost
 from .power import actions_for, power_buttons
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,9 @@ async def _all_records(sess: WebSession, cls: str) -> dict[str, Any]:
     """``cls.get_all_records``, or nothing when the host cannot say (details are extras)."""
     try:
         records = await sess.xapi.call(f"{cls}.get_all_records")
-    except XapiError as exc:
-        if exc.code == "SESSION_INVALID":
-            raise
-        log.debug("%s.get_all_records: %s", cls, exc)
-        return {}
     except XcpConsoleError as exc:
+        if session_lost(exc):
+            raise
         log.debug("%s.get_all_records: %s", cls, exc)
         return {}
     return records if isinstance(records, dict) else {}
