@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit bench fuzz clean
 
 $(VENV)/.setup-done: scripts/setup.sh pyproject.toml $(wildcard package-lock.json)
 	bash scripts/setup.sh
@@ -26,6 +26,9 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench.run
+
+fuzz: setup
+	$(BIN)/python -m fuzz.run
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

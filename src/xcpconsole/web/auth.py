@@ -51,6 +51,8 @@ class Signer:
         return f"{value}.{_b64(mac)}"
 
     def unsign(self, signed: str) -> str | None:
+        if not signed.isascii():  # ours always are; aiohttp hands bad UTF-8 on as surrogates
+            return None
         value, sep, _mac = signed.rpartition(".")
         if not sep or not value:
             return None
